@@ -1,0 +1,79 @@
+"""PyTorch's own `nn.LSTM` / `nn.GRU` / `nn.RNN`, as `torch` (default kernels) and `torch-native`.
+
+`torch` runs whatever PyTorch picks: cuDNN on a GPU, oneDNN for LSTM on this CPU (not for
+GRU, which is why GRU can come out slower than LSTM here). `torch-native` switches cuDNN and
+oneDNN off for the duration of each call only, so GRU and LSTM run on PyTorch's own kernels
+and can be compared on equal terms. The backward pass follows the kernel the forward chose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from impls.layer import RecurrentLayer
+
+
+class TorchLayer(RecurrentLayer):
+    """Checked call around the `nn.*` module this class is mixed with."""
+
+    native = False
+
+    def run(self, x, h0, c0):
+        hx = (h0, c0) if self.cell == "lstm" else h0
+        with self._kernels():
+            # Skip RecurrentLayer.forward (the checked call) and reach nn.LSTM/GRU/RNN.forward.
+            y, state = super(RecurrentLayer, self).forward(x, hx)
+        if self.cell == "lstm":
+            return y, state[0], state[1]
+        return y, state, None
+
+    def _kernels(self):
+        if not self.native:
+            return contextlib.nullcontext()
+        # None leaves every other flag (TF32, determinism, benchmark) as the user set it.
+        keep = dict(deterministic=None, allow_tf32=None, fp32_precision=None)
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.backends.mkldnn.flags(enabled=False, **keep))
+        stack.enter_context(torch.backends.cudnn.flags(
+            enabled=False, benchmark=None, benchmark_limit=None, depthwise_kernel=None, **keep))
+        return stack
+
+
+class TorchLSTM(TorchLayer, nn.LSTM):
+    pass
+
+
+class TorchGRU(TorchLayer, nn.GRU):
+    pass
+
+
+class TorchRNN(TorchLayer, nn.RNN):
+    pass
+
+
+def _build(cell, input_size, hidden_size, device, dtype, *, native):
+    if cell == "lstm":
+        layer = TorchLSTM(input_size, hidden_size, device=device, dtype=dtype)
+    elif cell == "gru":
+        layer = TorchGRU(input_size, hidden_size, device=device, dtype=dtype)
+    else:
+        nonlinearity = cell.removeprefix("rnn_")
+        layer = TorchRNN(input_size, hidden_size, nonlinearity=nonlinearity,
+                         device=device, dtype=dtype)
+    layer.impl_name = "torch-native" if native else "torch"
+    layer.cell = cell
+    layer.native = native
+    return layer
+
+
+def build_default(cell, input_size, hidden_size, device, dtype):
+    """`nn.*` with the kernels PyTorch chooses (cuDNN, oneDNN)."""
+    return _build(cell, input_size, hidden_size, device, dtype, native=False)
+
+
+def build_native(cell, input_size, hidden_size, device, dtype):
+    """`nn.*` with cuDNN and oneDNN off during the call: PyTorch's own kernels."""
+    return _build(cell, input_size, hidden_size, device, dtype, native=True)

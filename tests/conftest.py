@@ -1,0 +1,12 @@
+import os
+
+import torch
+from hypothesis import HealthCheck, settings
+
+# CI explores the same examples every run; locally hypothesis keeps searching.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+torch.set_num_threads(min(2, torch.get_num_threads()))

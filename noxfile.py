@@ -34,3 +34,20 @@ def lint(session):
     """ruff over the whole project."""
     session.install("ruff>=0.5")
     session.run("ruff", "check", ".")
+
+
+@nox.session
+def bench(session):
+    """The main job: run a profile of cases, write results/<run>.json and the report.
+
+    Arguments after `--` go to `python -m bench` (see `python -m bench --help`).
+    """
+    install_project(session)
+    session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session
+def accuracy(session):
+    """Long-dependency accuracy sweeps (adding, copy, ...) for every trainable implementation."""
+    install_project(session)
+    session.run("python", "-m", "bench", "accuracy", *session.posargs)

@@ -59,22 +59,11 @@ def test_float32_matches_torch_nn(name, cell, device, case):
     _skip_unsupported(impl, cell, device, torch.float32)
     weights, x, state, upstream = make_inputs(cell, **case)
     oracle = _torch_nn(cell, case["I"], case["H"], device, torch.float32)
-    oracle = _as_layer(oracle, cell)
     layer = impl.build(cell, input_size=case["I"], hidden_size=case["H"], device=device,
                        dtype=torch.float32)
     expected = run(oracle, cell, weights, x, state, upstream, torch.float32, device)
     got = run(layer, cell, weights, x, state, upstream, torch.float32, device)
     assert_match(got, expected, torch.float32, f"{name} {cell} {case}")
-
-
-def _as_layer(module, cell):
-    """Give a bare nn.* module the `layer(x, state)` call with state=None allowed."""
-    def call(x, state=None):
-        return torch.nn.Module.__call__(module, x, state)
-    call.load_state_dict = module.load_state_dict
-    for name in impls.layer.PARAMETER_NAMES:
-        setattr(call, name, getattr(module, name))
-    return call
 
 
 @pytest.mark.parametrize("device", DEVICES)

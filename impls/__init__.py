@@ -38,6 +38,12 @@ register(Implementation(
     dtypes=FLOAT_DTYPES, trainable=True,
     description="TorchScript cell loop, input projection as one GEMM before the loop",
 ))
+register(Implementation(
+    name="numba", factory="impls.numba_rnn:build", cells=_ALL_CELLS,
+    devices=frozenset({"cpu"}), dtypes=frozenset({torch.float32, torch.float64}),
+    trainable=True,
+    description="numba JIT time loop with hand-derived BPTT, GEMMs outside the loop",
+))
 
 __all__ = [
     "CELLS", "FLOAT_DTYPES", "GATES", "Implementation", "RecurrentLayer", "get", "names",

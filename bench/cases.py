@@ -1,0 +1,365 @@
+"""What to measure: cases, the grids that generate them, and the named profiles.
+
+A case is one layer shape and setting: cell, mode (``inference`` = forward under
+``torch.no_grad()``; ``training`` = forward + backward), sequence length T, batch B, input
+size I, hidden size H, dtype and device. A profile is a union of grids (each grid a cartesian
+product) plus the timing settings it is measured with. Built-in profiles are sweeps around a
+base point, so that the report can draw throughput against H, against B, and memory against T.
+
+A custom profile comes from command-line flags (``--T 100 --B 1,64 --H 256``) or a TOML
+file (``--config grid.toml``)::
+
+    description = "GRU against LSTM at two batch sizes"
+    cells = ["lstm", "gru"]              # default: lstm, gru, rnn_tanh
+    modes = ["inference", "training"]    # default: both
+    dtypes = ["float32"]                 # default: float32
+    devices = ["cpu"]                    # default: cpu, plus cuda where a GPU is visible
+
+    [[grid]]                             # one or more; cases are the union of the grids
+    T = [100]
+    B = [1, 64]
+    H = [256]
+    # I = [256]                          # default: I = H
+    # modes = ["training"]               # a grid may narrow cells / modes
+
+    [timing]                             # optional, any subset of `Timing`'s fields
+    target_s = 0.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from impls import CELLS
+
+MODES = ("inference", "training")
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+DEVICES = ("cpu", "cuda")
+#: The cells a profile covers unless it names its own (rnn_relu only in `full`).
+DEFAULT_CELLS = ("lstm", "gru", "rnn_tanh")
+
+_CASE_FIELDS = ("cell", "mode", "T", "B", "I", "H", "dtype", "device")
+
+
+def _check_choice(what: str, value, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {list(allowed)}, got {value!r}")
+
+
+def _check_positive_int(what: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured setting; `key` names it in results files."""
+
+    cell: str
+    mode: str
+    T: int
+    B: int
+    I: int
+    H: int
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _check_choice("case cell", self.cell, CELLS)
+        _check_choice("case mode", self.mode, MODES)
+        for name in ("T", "B", "I", "H"):
+            _check_positive_int(f"case {name}", getattr(self, name))
+        _check_choice("case dtype", self.dtype, DTYPES)
+        _check_choice("case device", self.device, DEVICES)
+
+    @property
+    def key(self) -> str:
+        return (f"{self.cell}/{self.mode}/T{self.T}/B{self.B}/I{self.I}/H{self.H}/"
+                f"{self.dtype}/{self.device}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Case:
+        if not isinstance(data, dict) or set(data) != set(_CASE_FIELDS):
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"a case must have exactly the fields {list(_CASE_FIELDS)}, "
+                             f"got {got}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long and how often each implementation is measured in one case.
+
+    Repeats aim at `target_s` of sampling per implementation, clamped to
+    [`min_repeats`, `max_repeats`]. Warm-up runs until the medians of the last two windows
+    of `warmup_window` calls agree within `warmup_tolerance`, or for at most `warmup_max_s`.
+    `budget_s` bounds one implementation's whole time in one case (fresh-process
+    measurement and in-run timing each); beyond it the case fails for that implementation.
+    """
+
+    target_s: float
+    min_repeats: int
+    max_repeats: int
+    warmup_max_s: float
+    budget_s: float
+    warmup_window: int = 3
+    warmup_tolerance: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("target_s", "warmup_max_s", "budget_s", "warmup_tolerance"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"timing {name} must be a positive number, got {value!r}")
+        for name in ("min_repeats", "max_repeats", "warmup_window"):
+            _check_positive_int(f"timing {name}", getattr(self, name))
+        if self.min_repeats < 3:
+            raise ValueError("timing min_repeats must be at least 3 (a median and its "
+                             f"confidence interval need them), got {self.min_repeats}")
+        if self.max_repeats < self.min_repeats:
+            raise ValueError(f"timing max_repeats ({self.max_repeats}) must be >= "
+                             f"min_repeats ({self.min_repeats})")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Timing:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields
+        if unknown:
+            raise ValueError(f"unknown timing settings {sorted(unknown)}; "
+                             f"known: {sorted(fields)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A cartesian product of sizes; `I=None` ties the input size to H."""
+
+    T: tuple[int, ...]
+    B: tuple[int, ...]
+    H: tuple[int, ...]
+    I: tuple[int, ...] | None = None
+    modes: tuple[str, ...] | None = None
+    cells: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("T", "B", "H", "I"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if not values:
+                raise ValueError(f"grid {name} must list at least one size, got none")
+            for v in values:
+                _check_positive_int(f"grid {name} entry", v)
+        for name, allowed in (("modes", MODES), ("cells", CELLS)):
+            for v in getattr(self, name) or ():
+                _check_choice(f"grid {name} entry", v, allowed)
+
+    def cases(self, cells: Iterable[str], modes: Iterable[str], dtypes: Iterable[str],
+              devices: Iterable[str]) -> list[Case]:
+        cells = [c for c in cells if self.cells is None or c in self.cells]
+        modes = [m for m in modes if self.modes is None or m in self.modes]
+        out = []
+        for device, dtype, cell, mode, T, B, H in itertools.product(
+                devices, dtypes, cells, modes, self.T, self.B, self.H):
+            for I in (self.I or (H,)):
+                out.append(Case(cell, mode, T, B, I, H, dtype, device))
+        return out
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of grids and the timing they are measured with.
+
+    `devices=None` means cpu, plus cuda where a GPU is visible.
+    """
+
+    name: str
+    description: str
+    grids: tuple[Grid, ...]
+    timing: Timing
+    cells: tuple[str, ...] = DEFAULT_CELLS
+    modes: tuple[str, ...] = MODES
+    dtypes: tuple[str, ...] = ("float32",)
+    devices: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.grids:
+            raise ValueError(f"profile {self.name!r} needs at least one grid")
+        for what, values, allowed in (("cells", self.cells, CELLS), ("modes", self.modes, MODES),
+                                      ("dtypes", self.dtypes, DTYPES),
+                                      ("devices", self.devices or (), DEVICES)):
+            for v in values:
+                _check_choice(f"profile {self.name!r} {what} entry", v, allowed)
+
+    def cases(self, cuda_available: bool) -> list[Case]:
+        """The union of the grids' cases, first occurrence first."""
+        devices = self.devices or (("cpu", "cuda") if cuda_available else ("cpu",))
+        seen: dict[str, Case] = {}
+        for grid in self.grids:
+            for case in grid.cases(self.cells, self.modes, self.dtypes, devices):
+                seen.setdefault(case.key, case)
+        return list(seen.values())
+
+
+QUICK_TIMING = Timing(target_s=0.1, min_repeats=5, max_repeats=30, warmup_max_s=0.2,
+                      budget_s=20.0)
+DEFAULT_TIMING = Timing(target_s=0.5, min_repeats=10, max_repeats=100, warmup_max_s=1.0,
+                        budget_s=60.0)
+FULL_TIMING = Timing(target_s=2.0, min_repeats=20, max_repeats=300, warmup_max_s=3.0,
+                     budget_s=300.0)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile(
+        name="quick",
+        description="two-point sweeps of H, B and T around T=50, B=16, I=H=128: a smoke run "
+                    "of every table and figure (under 3 minutes on 2 cores)",
+        grids=(Grid(T=(50,), B=(16,), H=(128, 256)),
+               Grid(T=(50,), B=(1,), H=(128,)),
+               Grid(T=(100,), B=(16,), H=(128,), modes=("training",))),
+        timing=QUICK_TIMING,
+    ),
+    Profile(
+        name="default",
+        description="sweeps of H, B and T around T=100, B=64, I=H=256 (under 15 minutes "
+                    "on 2 cores)",
+        grids=(Grid(T=(100,), B=(64,), H=(64, 128, 256, 512)),
+               Grid(T=(100,), B=(1, 16, 64, 128), H=(256,)),
+               Grid(T=(100, 300, 1000), B=(32,), H=(128,), modes=("training",))),
+        timing=DEFAULT_TIMING,
+    ),
+    Profile(
+        name="full",
+        description="wider sweeps, every cell, float32 and float64 (hours on 2 cores)",
+        grids=(Grid(T=(100,), B=(64,), H=(32, 64, 128, 256, 512, 1024)),
+               Grid(T=(100,), B=(1, 4, 16, 32, 64, 128, 256), H=(256,)),
+               Grid(T=(50, 100, 300, 1000, 2000), B=(32,), H=(128,)),
+               Grid(T=(100,), B=(64,), H=(256,), I=(64, 1024))),
+        timing=FULL_TIMING,
+        cells=CELLS,
+        dtypes=("float32", "float64"),
+    ),
+    Profile(
+        name="numba-targets",
+        description="the cases of the numba issue's target table: I=H=256, T=100, B=1 and "
+                    "64; training memory at T=1000, B=32, I=H=128",
+        grids=(Grid(T=(100,), B=(1, 64), H=(256,)),
+               Grid(T=(1000,), B=(32,), H=(128,), modes=("training",))),
+        timing=DEFAULT_TIMING,
+        cells=("lstm", "gru"),
+        devices=("cpu",),
+    ),
+)}
+
+
+def select(cases: Sequence[Case], *, cells=None, modes=None, dtypes=None,
+           devices=None) -> list[Case]:
+    """The cases matching every given filter (None = no filter); none left is an error."""
+    filters = {"cell": cells, "mode": modes, "dtype": dtypes, "device": devices}
+    for name, allowed in (("cell", CELLS), ("mode", MODES), ("dtype", DTYPES),
+                          ("device", DEVICES)):
+        for v in filters[name] or ():
+            _check_choice(f"--{name}", v, allowed)
+    kept = [c for c in cases
+            if all(values is None or getattr(c, name) in values
+                   for name, values in filters.items())]
+    if not kept:
+        given = {k: list(v) for k, v in filters.items() if v is not None}
+        raise ValueError(f"no case matches the filters {given}")
+    return kept
+
+
+def grid_profile(*, T: Sequence[int], B: Sequence[int], H: Sequence[int],
+                 I: Sequence[int] | None = None, cells: Sequence[str] | None = None,
+                 modes: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
+                 devices: Sequence[str] | None = None,
+                 timing: Timing = DEFAULT_TIMING) -> Profile:
+    """A one-grid profile, as the command line's size flags build it."""
+    return Profile(
+        name="custom", description="a grid given on the command line",
+        grids=(Grid(T=tuple(T), B=tuple(B), H=tuple(H), I=tuple(I) if I else None),),
+        timing=timing, cells=tuple(cells or DEFAULT_CELLS), modes=tuple(modes or MODES),
+        dtypes=tuple(dtypes or ("float32",)), devices=tuple(devices) if devices else None)
+
+
+_TOML_KEYS = {"description", "cells", "modes", "dtypes", "devices", "grid", "timing"}
+_GRID_KEYS = {"T", "B", "H", "I", "modes", "cells"}
+
+
+def _toml_list(where: str, value) -> tuple:
+    if not isinstance(value, list):
+        raise ValueError(f"{where} must be a list, got {type(value).__name__} {value!r}")
+    return tuple(value)
+
+
+def load_profile(path: str | Path) -> Profile:
+    """A profile from a TOML file (format in the module docstring)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    path = Path(path)
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    unknown = set(data) - _TOML_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(_TOML_KEYS)}")
+    grids_data = data.get("grid")
+    if not isinstance(grids_data, list) or not grids_data:
+        raise ValueError(f"{path}: needs at least one [[grid]] table with T, B and H lists")
+    grids = []
+    for n, g in enumerate(grids_data, 1):
+        where = f"{path}: grid {n}"
+        unknown = set(g) - _GRID_KEYS
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: "
+                             f"{sorted(_GRID_KEYS)}")
+        missing = {"T", "B", "H"} - set(g)
+        if missing:
+            raise ValueError(f"{where}: missing {sorted(missing)}")
+        grids.append(Grid(**{k: _toml_list(f"{where} {k}", v) for k, v in g.items()}))
+    timing_data = data.get("timing", {})
+    if not isinstance(timing_data, dict):
+        raise ValueError(f"{path}: [timing] must be a table, got {timing_data!r}")
+    timing = Timing.from_dict({**DEFAULT_TIMING.to_dict(), **timing_data})
+    top = {k: _toml_list(f"{path}: {k}", data[k])
+           for k in ("cells", "modes", "dtypes", "devices") if k in data}
+    return Profile(name=path.stem, description=data.get("description", f"grid from {path}"),
+                   grids=tuple(grids), timing=timing, **top)
+
+
+@dataclass
+class Plan:
+    """Everything a run needs, stored in its results file so that `--resume` can continue."""
+
+    profile: str
+    cases: list[Case]
+    implementations: list[str]
+    baseline: str
+    timing: Timing
+    fresh_process: bool = True
+    threads: int = 1
+    seed: int = 0
+    plugins: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"profile": self.profile, "cases": [c.to_dict() for c in self.cases],
+                "implementations": list(self.implementations), "baseline": self.baseline,
+                "timing": self.timing.to_dict(), "fresh_process": self.fresh_process,
+                "threads": self.threads, "seed": self.seed, "plugins": list(self.plugins)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Plan:
+        return cls(profile=data["profile"], cases=[Case.from_dict(c) for c in data["cases"]],
+                   implementations=list(data["implementations"]), baseline=data["baseline"],
+                   timing=Timing.from_dict(data["timing"]),
+                   fresh_process=data["fresh_process"], threads=data["threads"],
+                   seed=data["seed"], plugins=list(data["plugins"]))

@@ -1,0 +1,242 @@
+"""The Markdown report of a run, regenerated from its results file (never edited by hand).
+
+``python -m bench report [RUN]`` writes ``REPORT.md`` and ``figures/*.png`` beside the
+results file. Tables come per device, dtype, cell and mode, one row per implementation and
+case: the median time with its 95% bootstrap interval and IQR, the ratio of medians to the
+baseline taken within the case (with its interval), tokens/s, GFLOP/s and their fraction of
+the GEMM peak measured in the same run, the fresh-process peak memory beside the bytes BPTT
+must keep, the fresh-process first call, and the kernel that ran.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from bench import figures, results
+from bench.workload import kernel_label
+
+MIB = 2 ** 20
+DASH = "–"
+
+
+def _seconds(s: float) -> str:
+    """A time in ms with three significant digits (µs below 0.1 ms, s above 100 s)."""
+    ms = s * 1e3
+    if ms < 0.1:
+        return f"{ms * 1e3:.3g} µs"
+    if ms >= 1e5:
+        return f"{s:.3g} s"
+    return f"{ms:.3g}" if ms < 1000 else f"{ms:.0f}"
+
+
+def _interval(lo: float, hi: float, fmt) -> str:
+    return f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g} {unit}"
+    return f"{x:.3g}"
+
+
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / MIB:.3g}"
+
+
+def _ratio(entry: dict) -> str:
+    r = entry.get("ratio", {})
+    if "ratio" not in r:
+        return DASH
+    return f"{r['ratio']:.2f} {_interval(*r['ci95'], lambda v: f'{v:.2f}')}"
+
+
+def _memory(entry: dict, must_keep: int) -> str:
+    fresh = entry.get("fresh_process")
+    if fresh is None:
+        return "not measured"
+    if fresh["status"] != "ok":
+        return f"failed ({fresh['reason']})"
+    if fresh["peak_bytes"] is None:
+        return "n/a here"
+    unsettled = "" if fresh["memory_settled"] else "*"
+    return f"{_mib(fresh['peak_bytes'])}{unsettled} ({fresh['peak_bytes'] / must_keep:.2f}×)"
+
+
+def _first_call(entry: dict) -> str:
+    fresh = entry.get("fresh_process")
+    if fresh is None or fresh["status"] != "ok":
+        return DASH
+    return _seconds(fresh["first_call_s"])
+
+
+def _row(case: dict, first: bool, record: dict, name: str, entry: dict) -> str:
+    sizes = [str(case[k]) if first else "" for k in ("T", "B", "I", "H")]
+    keep = _mib(record["must_keep_bytes"]) if first else ""
+    status = entry["status"]
+    if status == "n/a":
+        cells = ["", f"N/A: {entry['reason']}"] + [DASH] * 7
+    elif status == "failed":
+        message = entry["message"].splitlines()[0][:100].replace("|", "/")
+        cells = ["", f"failed ({entry['reason']}): {message}"] + [DASH] * 5 + [
+            _memory(entry, record["must_keep_bytes"]), _first_call(entry)]
+    else:
+        t = entry["time"]
+        steady = "" if entry["steady"] else "*"
+        fraction = entry["peak_fraction"]
+        cells = [
+            kernel_label(entry["autograd_node"]),
+            f"{_seconds(t['median'])}{steady} {_interval(*t['ci95'], _seconds)}",
+            _seconds(t["iqr"]),
+            str(t["n"]),
+            _ratio(entry),
+            _si(entry["tokens_per_s"]),
+            f"{entry['gflops']:.3g}" + ("" if fraction is None else f" ({fraction:.0%})"),
+            _memory(entry, record["must_keep_bytes"]),
+            _first_call(entry),
+        ]
+    return "| " + " | ".join(sizes + [keep, name] + cells) + " |"
+
+
+def _case_table(records: list[dict], baseline: str) -> list[str]:
+    header = ["T", "B", "I", "H", "must keep MiB", "implementation", "kernel",
+              "time ms [95% CI]", "IQR ms", "n", f"× {baseline} [95% CI]", "tokens/s",
+              "GFLOP/s (% peak)", "peak MiB (× must keep)", "first call ms"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for record in sorted(records, key=lambda r: tuple(r["case"][k] for k in "TBIH")):
+        for i, (name, entry) in enumerate(record["implementations"].items()):
+            lines.append(_row(record["case"], i == 0, record, name, entry))
+    return lines
+
+
+def _environment(data: dict) -> list[str]:
+    env = data["sessions"][0]["environment"] if data["sessions"] else {}
+    if not env:
+        return ["No session recorded."]
+    threads = env["threads"]
+    cuda = env["cuda"]
+    git = env["git"]
+    rows = [
+        ("date", env["date"]),
+        ("command", "`" + " ".join(env["command"]) + "`"),
+        ("git commit", f"{git['commit']}" + (" (dirty)" if git["dirty"] else "")),
+        ("CPU", f"{env['cpu']} ({env['cpu_capability']}), {env['cores']['usable']} usable "
+                f"of {env['cores']['logical']} logical cores"),
+        ("load average at start", ", ".join(f"{x:.2f}" for x in env["load_average"] or [])),
+        ("threads", f"torch {threads['torch']} (interop {threads['torch_interop']}), "
+                    f"numba {threads['numba']}"),
+        ("oneDNN", "on" if env["onednn"]["enabled"] else "off"),
+        ("BLAS (torch)", str(env["blas"])),
+        ("versions", ", ".join(f"{k} {v}" for k, v in
+                               {"python": env["python"], **env["versions"]}.items())),
+        ("CUDA", f"{cuda['version']}, cuDNN {cuda['cudnn']}, {', '.join(cuda['gpus'])}"
+         if cuda["available"] else "no GPU"),
+    ]
+    lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    if len(data["sessions"]) > 1:
+        resumed = ", ".join(s["started"] for s in data["sessions"][1:])
+        lines.append(f"\nResumed at {resumed}; each session's environment is in the JSON.")
+    return lines
+
+
+def _gru_lstm_table(cases: list[dict]) -> list[str]:
+    pairs = figures.gru_lstm_pairs(cases)
+    if not pairs:
+        return []
+    lines = ["## GRU / LSTM time ratio",
+             "",
+             f"GRU has {figures.GRU_LSTM_FLOP_RATIO:.2f} of LSTM's GEMM FLOPs (3 gate blocks "
+             "against 4). Ratio of medians from the two cases of the same sizes (not "
+             "interleaved with each other), 95% bootstrap interval.",
+             "",
+             "| device | dtype | mode | T | B | I | H | implementation | GRU / LSTM [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for p in pairs:
+        T, B, I, H = p["context"]
+        lines.append(f"| {p['device']} | {p['dtype']} | {p['mode']} | {T} | {B} | {I} | {H} "
+                     f"| {p['impl']} | {p['ratio']:.2f} "
+                     f"{_interval(*p['ci95'], lambda v: f'{v:.2f}')} |")
+    return lines + [""]
+
+
+def _failures(cases: list[dict]) -> list[str]:
+    rows = []
+    for record in cases:
+        for name, entry in record["implementations"].items():
+            for where, e in (("timing", entry), ("fresh process", entry.get("fresh_process"))):
+                if e is not None and e["status"] == "failed":
+                    message = e["message"].replace("|", "/").replace("\n", " ")[:300]
+                    rows.append(f"| {record['key']} | {name} | {where} | {e['reason']} | "
+                                f"{message} |")
+    if not rows:
+        return []
+    return ["## Failures", "", "| case | implementation | where | reason | message |",
+            "|---|---|---|---|---|", *rows, ""]
+
+
+def render(data: dict, figure_paths: list[tuple[str, Path]], out_dir: Path,
+           source: Path) -> str:
+    """The Markdown text of the report."""
+    plan = data["plan"]
+    cases = data["cases"]
+    planned = len(plan["cases"])
+    lines = [f"# rnnbench results: {data['run_id']}", "",
+             f"Generated by `python -m bench report {source}` from the results file; "
+             "regenerate it rather than edit it.", ""]
+    if len(cases) < planned:
+        lines += [f"**Incomplete run: {len(cases)} of {planned} cases.** Continue it with "
+                  f"`python -m bench --resume {source}`.", ""]
+    lines += ["## Environment", "", *_environment(data), ""]
+    timing = plan["timing"]
+    lines += [
+        "## How to read the tables", "",
+        f"- Profile `{plan['profile']}`, implementations {', '.join(plan['implementations'])}, "
+        f"{plan['threads']} torch thread(s), seed {plan['seed']}.",
+        f"- time: median of n calls after a warm-up (to steady state or at most "
+        f"{timing['warmup_max_s']} s; `*` marks a warm-up that did not settle), its 95% "
+        "bootstrap interval and the IQR. Implementations are interleaved call by call within "
+        "a case.",
+        f"- × {plan['baseline']}: ratio of medians to the baseline within the same case, "
+        "95% bootstrap interval. Ratios are the currency; absolute times drift between runs.",
+        "- tokens/s = T·B / median time. GFLOP/s counts GEMM FLOPs only "
+        "(`bench/costs.py`: forward 2·T·B·G·H·(I+H), training 3× that less 2·B·G·H²); "
+        "% peak is against the GEMM peak measured in this run:",
+    ]
+    for key, peak in sorted(data["gemm_peak"].items()):
+        lines.append(f"  {key}: {peak['gflops']:.1f} GFLOP/s (n = {peak['n']}).")
+    lines += [
+        "- peak MiB: peak memory increase of one call in a fresh process (CPU: RSS; CUDA: "
+        "allocated) once the calls' peaks agree (`*`: they never did), beside the bytes "
+        "BPTT must keep (training: every step's gates and states; inference: the output). "
+        "first call: in a fresh process, JIT or autotune included, imports not.",
+        "- kernel: the autograd node of the output, which tells e.g. oneDNN's RNN from a loop "
+        "of ATen ops. N/A: the implementation does not support the case; no number is shown.",
+        "",
+    ]
+    if figure_paths:
+        lines += ["## Figures", ""]
+        for caption, path in figure_paths:
+            lines += [f"![{caption}]({path.relative_to(out_dir).as_posix()})", ""]
+    groups = defaultdict(list)
+    for record in cases:
+        c = record["case"]
+        groups[(c["device"], c["dtype"], c["cell"], c["mode"])].append(record)
+    for (device, dtype, cell, mode), records in groups.items():
+        lines += [f"## {cell} {mode} ({device}, {dtype})", "",
+                  *_case_table(records, plan["baseline"]), ""]
+    lines += _gru_lstm_table(cases)
+    lines += _failures(cases)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write(results_path: Path, out_dir: Path | None = None) -> Path:
+    """Write REPORT.md and figures/ for the results file; returns the report's path."""
+    run = results.RunFile.load(results_path)
+    out_dir = Path(out_dir) if out_dir else run.path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure_paths = figures.draw(run.data, out_dir / "figures")
+    report = out_dir / "REPORT.md"
+    results.write_atomic(report, render(run.data, figure_paths, out_dir, run.path))
+    return report
+

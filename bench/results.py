@@ -1,0 +1,188 @@
+"""Results files: one JSON document per run, versioned, rewritten atomically after every case.
+
+Where: ``results/bench/<run-id>/results.json``; beside it ``REPORT.md`` and ``figures/``,
+which ``python -m bench report`` regenerates from the JSON. A run id is
+``<UTC date>-<time>-<profile>`` unless ``--run-id`` names it.
+
+Schema ``rnnbench.bench-results``, version 1::
+
+    {
+      "schema": "rnnbench.bench-results", "schema_version": 1, "run_id": "...",
+      "plan": {                         # what the run measures; --resume reads it back
+        "profile": "quick", "cases": [<case>, ...], "implementations": ["torch", ...],
+        "baseline": "torch", "timing": {<bench.cases.Timing fields>},
+        "fresh_process": true, "threads": 2, "seed": 0, "plugins": []
+      },
+      "sessions": [                     # one per start or resume
+        {"started": "<ISO date>", "finished": "<ISO date>" | null,
+         "environment": {<bench.environment.fingerprint>}}
+      ],
+      "gemm_peak": {"cpu/float32": {"gflops": 310.2, "n": 2048, "per_size": {"256": ...}}},
+      "cases": [                        # finished cases, in the order they ran
+        {"key": "lstm/training/T100/B64/I256/H256/float32/cpu", "case": <case>,
+         "flops": <GEMM FLOPs of one call>, "must_keep_bytes": <bytes BPTT must keep>,
+         "implementations": {"<name>": <entry>, ...}}
+      ]
+    }
+
+    <case>  = {"cell", "mode", "T", "B", "I", "H", "dtype", "device"}
+    <entry> = {"status": "n/a", "reason": "..."}                 unsupported: never a number
+            | {"status": "failed", "reason": "exception" | "out of memory" | "time budget",
+               "message": "...", "fresh_process": <fresh> | null}
+            | {"status": "ok",
+               "first_call_s": <first call of a fresh layer in the run's process>,
+               "warmup_s": [...], "steady": <warm-up reached a steady state>,
+               "samples_s": [...],                                raw seconds per call
+               "autograd_node": "MkldnnRnnLayerBackward0" | ...,  the kernel that ran
+               "time": {"n", "median", "q1", "q3", "iqr", "min", "ci95": [lo, hi]},
+               "tokens_per_s": T*B/median, "gflops": flops/median/1e9,
+               "peak_fraction": gflops / gemm_peak of the device and dtype,
+               "ratio": {"baseline": "torch", "ratio": <median/baseline median>,
+                         "ci95": [lo, hi]} | {"baseline": "torch", "unavailable": "why"},
+               "fresh_process": <fresh> | null}                  null: not measured
+    <fresh> = {"status": "ok", "first_call_s": <first call in a fresh process>,
+               "first_call_peak_bytes": <its peak, compilation included> | null,
+               "peak_bytes": <median peak of the settled calls> | null,  null: unmeasurable
+               "memory_calls": <calls after the first>, "memory_settled": <bool>,
+               "memory_method": "peak RSS increase" | ...}
+            | a failed entry without "fresh_process"
+
+Times are seconds, memory bytes. A reader should check ``schema`` and ``schema_version``
+(`load` does); a change of meaning bumps the version.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from bench.cases import Case, Plan
+
+SCHEMA = "rnnbench.bench-results"
+SCHEMA_VERSION = 1
+RESULTS_DIR = Path("results") / "bench"
+FILE_NAME = "results.json"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a reader (or a kill) sees the old or the new file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would survive the rename
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def new_run_id(profile: str) -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime(f"%Y%m%d-%H%M%S-{profile}")
+
+
+class RunFile:
+    """A run's results document and the file it lives in."""
+
+    def __init__(self, path: Path, data: dict) -> None:
+        self.path = Path(path)
+        self.data = data
+
+    @classmethod
+    def create(cls, path: Path, run_id: str, plan: Plan) -> RunFile:
+        path = Path(path)
+        if path.exists():
+            raise ValueError(f"{path} already exists; resume it with --resume {path} or "
+                             "choose another --run-id")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run = cls(path, {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run_id": run_id,
+                         "plan": plan.to_dict(), "sessions": [], "gemm_peak": {},
+                         "cases": []})
+        return run
+
+    @classmethod
+    def load(cls, path: Path) -> RunFile:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not a JSON results file: {exc}") from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{path}: expected schema {SCHEMA!r}, got {got!r}")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"{path}: schema version {data.get('schema_version')!r}; this "
+                             f"code reads version {SCHEMA_VERSION}")
+        return cls(path, data)
+
+    @property
+    def run_id(self) -> str:
+        return self.data["run_id"]
+
+    @property
+    def plan(self) -> Plan:
+        return Plan.from_dict(self.data["plan"])
+
+    @property
+    def cases(self) -> list[dict]:
+        return self.data["cases"]
+
+    def remaining(self) -> list[Case]:
+        """Planned cases without a record yet, in plan order."""
+        done = {record["key"] for record in self.cases}
+        return [c for c in self.plan.cases if c.key not in done]
+
+    def start_session(self, environment: dict) -> None:
+        self.data["sessions"].append({"started": now(), "finished": None,
+                                      "environment": environment})
+        self.save()
+
+    def finish_session(self) -> None:
+        self.data["sessions"][-1]["finished"] = now()
+        self.save()
+
+    def add_case(self, record: dict) -> None:
+        self.cases.append(record)
+        self.save()
+
+    def save(self) -> None:
+        write_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
+
+
+def run_path(results_dir: Path, run_id: str) -> Path:
+    return Path(results_dir) / run_id / FILE_NAME
+
+
+def find_run(spec: str, results_dir: Path) -> Path:
+    """The results file named by `spec`: a file, a run folder, or a run id in `results_dir`."""
+    candidates = [Path(spec), Path(spec) / FILE_NAME, run_path(results_dir, spec)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.parent.name for p in Path(results_dir).glob(f"*/{FILE_NAME}"))
+    raise ValueError(f"no results file at {spec!r} (tried {', '.join(map(str, candidates))}); "
+                     f"runs in {results_dir}: {', '.join(known) or 'none'}")
+
+
+def latest_run(results_dir: Path) -> Path:
+    """The most recently written results file in `results_dir`."""
+    runs = sorted(Path(results_dir).glob(f"*/{FILE_NAME}"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise ValueError(f"no results files in {results_dir}; run `python -m bench` first")
+    return runs[-1]

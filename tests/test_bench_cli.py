@@ -1,0 +1,213 @@
+"""``python -m bench``: help, argument errors, subcommand dispatch, a run, a kill and a resume."""
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numba  # noqa: F401  (imported first: the CLI then leaves NUMBA_NUM_THREADS alone)
+import pytest
+import torch
+
+import impls
+from bench import cli, gemm_peak, results
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["--T", "5", "--B", "2", "--H", "4", "--cell", "lstm", "--mode", "inference",
+        "--impl", "torch,torch-native", "--repeats", "3", "--no-fresh-process", "--threads", "1"]
+
+SLEEPY_PLUGIN = '''
+import time
+import torch
+import impls
+
+
+def _sleepy(cell, input_size, hidden_size, device, dtype):
+    layer = impls.get("torch-native").build(cell, input_size=input_size,
+                                            hidden_size=hidden_size, device=device, dtype=dtype)
+    run = layer.run
+
+    def slow(x, h0, c0):
+        time.sleep(0.3)
+        return run(x, h0, c0)
+
+    layer.run = slow
+    return layer
+
+
+impls.register(impls.Implementation(
+    name="test-sleepy", factory=_sleepy, cells=frozenset(impls.CELLS),
+    devices=frozenset({"cpu"}), dtypes=frozenset({torch.float32}), trainable=True))
+'''
+
+# Three cases of about 1.5 s each (the sleepy layer), so a SIGTERM lands midway.
+GRID = """
+cells = ["rnn_tanh"]
+modes = ["inference"]
+devices = ["cpu"]
+[[grid]]
+T = [5]
+B = [2]
+H = [4, 6, 8]
+[timing]
+target_s = 0.01
+min_repeats = 3
+max_repeats = 3
+warmup_max_s = 0.01
+budget_s = 60
+"""
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def small_gemm_peak(monkeypatch):
+    monkeypatch.setattr(gemm_peak, "measure", functools.partial(
+        gemm_peak.measure, sizes=(32, 64), seconds_per_size=0.01))
+
+
+def exits_with(argv, capsys, code=2):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == code
+    return capsys.readouterr()
+
+
+def test_help_documents_subcommands_and_profiles(capsys):
+    out = exits_with(["--help"], capsys, code=0).out
+    for word in ("report [RUN]", "accuracy", "claims", "gate", "quick", "default", "full",
+                 "numba-targets", "--resume", "--impl", "--baseline", "--plugin", "--config"):
+        assert word in out
+    assert "--out DIR" in exits_with(["report", "--help"], capsys, code=0).out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--profile", "quick", "--T", "10"], "choose one source of cases, got --profile and --T"),
+    (["--impl", "nonesuch", "--list"], "unknown implementation 'nonesuch'; known"),
+    (["--repeats", "2"], "--repeats must be at least 3, got 2"),
+    (["--resume", "x", "--profile", "quick"], "--resume continues the plan stored"),
+    (["--T", "abc"], "expected comma-separated int values, got 'abc'"),
+    (["--profile", "fastest"], "invalid choice: 'fastest'"),
+    (["--cell", "bogus", "--list"], "--cell must be one of"),
+    (["--impl", "scripted", "--list"], "--baseline torch is not among the implementations"),
+    (["--threads", "0"], "--threads must be a positive int, got 0"),
+    (["--budget", "-1"], "--budget must be a positive number of seconds"),
+    (["--profile", "quick", "--dtype", "float64", "--list"], "no case matches the filters"),
+    (["--plugin", "bench_no_such_plugin", "--list"], "--plugin bench_no_such_plugin: cannot "),
+    (["--config", "/nonexistent/grid.toml", "--list"], "No such file or directory"),
+])
+def test_argument_errors_say_what_is_wrong(argv, message, capsys):
+    assert message in exits_with(argv, capsys).err
+
+
+def test_resume_of_an_unknown_run_lists_the_known_ones(tmp_path, capsys):
+    err = exits_with(["--resume", "nope", "--results-dir", str(tmp_path)], capsys).err
+    assert "no results file at 'nope'" in err
+
+
+def test_report_without_runs_says_what_to_do(tmp_path, capsys):
+    err = exits_with(["report", "--results-dir", str(tmp_path)], capsys).err
+    assert "run `python -m bench` first" in err
+
+
+def test_list_shows_cases_and_na(capsys):
+    assert cli.main(["--profile", "numba-targets", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "profile numba-targets: 10 cases, baseline torch" in out
+    assert "  lstm/training/T1000/B32/I128/H128/float32/cpu: " in out
+    assert "N/A: reference (no float32 support (has float64))" in out
+
+
+def test_delegated_subcommands_get_their_arguments(monkeypatch):
+    received = []
+    fake = types.ModuleType("bench_test_fake_gate")
+    fake.main = lambda argv: received.append(argv) or 7
+    monkeypatch.setitem(sys.modules, "bench_test_fake_gate", fake)
+    monkeypatch.setitem(cli.DELEGATED, "gate", ("bench_test_fake_gate", "fake"))
+    assert cli.main(["gate", "--base", "main"]) == 7
+    assert received == [["--base", "main"]]
+
+
+def test_a_missing_subcommand_module_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setitem(cli.DELEGATED, "claims", ("bench._no_such_module", "missing"))
+    assert cli.main(["claims"]) == 2
+    assert "not available in this checkout (no module bench._no_such_module)" in (
+        capsys.readouterr().err)
+
+
+def test_a_run_writes_results_and_report_then_resumes_as_done(tmp_path, capsys,
+                                                              small_gemm_peak):
+    argv = TINY + ["--results-dir", str(tmp_path), "--run-id", "tiny"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    path = results.run_path(tmp_path, "tiny")
+    assert f"results: {path}" in out and "report: " in out
+    data = json.loads(path.read_text())
+    assert [r["key"] for r in data["cases"]] == ["lstm/inference/T5/B2/I4/H4/float32/cpu"]
+    assert data["plan"]["threads"] == 1
+    assert data["sessions"][0]["environment"]["command"] == ["python", "-m", "bench", *argv]
+    assert (path.parent / "REPORT.md").is_file()
+
+    assert cli.main(["--resume", "tiny", "--results-dir", str(tmp_path), "--no-report"]) == 0
+    assert len(json.loads(path.read_text())["sessions"]) == 2
+
+    assert cli.main(["report", "tiny", "--results-dir", str(tmp_path),
+                     "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "REPORT.md").is_file()
+    assert (tmp_path / "elsewhere" / "figures").is_dir()
+    assert cli.main(TINY + ["--results-dir", str(tmp_path), "--run-id", "tiny2",
+                            "--no-report"]) == 0
+    assert cli.main(["report", "--results-dir", str(tmp_path)]) == 0
+    assert str(results.run_path(tmp_path, "tiny2").parent / "REPORT.md") in (
+        capsys.readouterr().out)
+
+
+def test_sigterm_midway_then_resume(tmp_path, monkeypatch, capsys, small_gemm_peak):
+    plugin_dir = tmp_path / "plugin"
+    plugin_dir.mkdir()
+    (plugin_dir / "bench_test_sleepy_plugin.py").write_text(SLEEPY_PLUGIN)
+    (tmp_path / "grid.toml").write_text(GRID)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(plugin_dir)]))
+    argv = ["--config", str(tmp_path / "grid.toml"), "--impl", "torch,test-sleepy",
+            "--plugin", "bench_test_sleepy_plugin", "--no-fresh-process", "--no-report",
+            "--threads", "1", "--results-dir", str(tmp_path), "--run-id", "killed"]
+    path = results.run_path(tmp_path, "killed")
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if path.is_file() and json.loads(path.read_text())["cases"]:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert f"continue with: python -m bench --resume {path}" in err
+    done = json.loads(path.read_text())["cases"]
+    assert 1 <= len(done) < 3
+
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    try:
+        assert cli.main(["--resume", str(path), "--no-report"]) == 0
+    finally:
+        impls.unregister("test-sleepy")
+        sys.modules.pop("bench_test_sleepy_plugin", None)
+    final = json.loads(path.read_text())
+    assert [r["key"] for r in final["cases"]] == [
+        f"rnn_tanh/inference/T5/B2/I{H}/H{H}/float32/cpu" for H in (4, 6, 8)]
+    assert final["cases"][:len(done)] == done
+    assert all(e["status"] == "ok" for r in final["cases"] for e in r["implementations"].values())

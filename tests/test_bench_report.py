@@ -1,0 +1,129 @@
+"""bench.report and bench.figures from a small hand-made results file with known samples."""
+
+import pytest
+
+from bench import costs, report, results, stats
+from bench.cases import QUICK_TIMING, Case, Plan
+
+FAST = [1.0e-3, 1.1e-3, 0.9e-3, 1.0e-3, 1.05e-3]
+IMPLS = ["fast", "slow", "reference", "broken"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def entry(samples, case, baseline_samples, peak_factor):
+    median = stats.summarize(samples)["median"]
+    must_keep = costs.must_keep_bytes(case)
+    return {
+        "status": "ok", "first_call_s": 0.5, "warmup_s": samples[:3], "steady": True,
+        "samples_s": samples, "autograd_node": "MkldnnRnnLayerBackward0",
+        "time": stats.summarize(samples), "tokens_per_s": case.T * case.B / median,
+        "gflops": costs.flops(case) / median / 1e9, "peak_fraction": 0.01,
+        "ratio": {"baseline": "fast", **stats.ratio_of_medians(samples, baseline_samples)},
+        "fresh_process": {"status": "ok", "first_call_s": 0.25,
+                          "first_call_peak_bytes": int(2 * peak_factor * must_keep),
+                          "peak_bytes": int(peak_factor * must_keep),
+                          "memory_calls": 3, "memory_settled": True,
+                          "memory_method": "peak RSS increase"},
+    }
+
+
+def record(case):
+    scale = 0.75 if case.cell == "gru" else 1.0
+    fast = [s * scale * case.H / 8 * case.T / 10 for s in FAST]
+    slow = [2 * s for s in fast]
+    return {
+        "key": case.key, "case": case.to_dict(), "flops": costs.flops(case),
+        "must_keep_bytes": costs.must_keep_bytes(case),
+        "implementations": {
+            "fast": entry(fast, case, fast, 2.0),
+            "slow": entry(slow, case, fast, 3.0),
+            "reference": {"status": "n/a", "reason": "no float32 support (has float64)"},
+            "broken": {"status": "failed", "reason": "exception",
+                       "message": "RuntimeError: boom", "fresh_process": None},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def results_file(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("results")
+    measured = [Case(cell, "inference", T=10, B=4, I=H, H=H)
+                for cell in ("lstm", "gru") for H in (8, 16)]
+    measured += [Case("lstm", "training", T=T, B=4, I=8, H=8) for T in (10, 20)]
+    unfinished = Case("lstm", "training", T=40, B=4, I=8, H=8)
+    plan = Plan(profile="fixture", cases=measured + [unfinished], implementations=IMPLS,
+                baseline="fast", timing=QUICK_TIMING, fresh_process=True, threads=1)
+    run = results.RunFile.create(results.run_path(tmp_path, "fixture-run"), "fixture-run", plan)
+    environment = {
+        "date": "2025-01-01T00:00:00+00:00", "command": ["python", "-m", "bench"],
+        "python": "3.11", "platform": "Linux", "cpu": "Test CPU", "cpu_capability": "AVX2",
+        "cores": {"logical": 2, "usable": 2}, "load_average": [0.1, 0.2, 0.3],
+        "threads": {"torch": 1, "torch_interop": 1, "numba": 2, "environment": {}},
+        "versions": {"torch": "2.x"}, "onednn": {"available": True, "enabled": True},
+        "blas": "mkl", "cuda": {"available": False, "version": None, "cudnn": None, "gpus": []},
+        "git": {"commit": "abc123", "dirty": False}, "executable": "python",
+    }
+    run.data["sessions"] = [{"started": "2025-01-01T00:00:00+00:00", "finished": None,
+                             "environment": environment}]
+    run.data["gemm_peak"] = {"cpu/float32": {"gflops": 100.0, "n": 1024, "per_size": {}}}
+    run.data["cases"] = [record(c) for c in measured]
+    run.save()
+    return run.path
+
+
+@pytest.fixture(scope="module")
+def text(results_file):
+    """The report, written once (figures take seconds) beside the results file."""
+    path = report.write(results_file)
+    assert path == results_file.parent / "REPORT.md"
+    return path.read_text()
+
+
+def table_row(text, impl, first_cell):
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 6 and cells[5] == impl and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row for {impl} starting with {first_cell!r}")
+
+
+def test_report_tables_ratios_na_and_failures(text):
+    assert text.startswith("# rnnbench results: fixture-run")
+    assert "**Incomplete run: 6 of 7 cases.**" in text
+    assert "## lstm inference (cpu, float32)" in text
+    assert "## gru inference (cpu, float32)" in text
+    assert "cpu/float32: 100.0 GFLOP/s (n = 1024)" in text
+    assert "| git commit | abc123 |" in text
+
+    fast = table_row(text, "fast", "10")
+    assert fast[:4] == ["10", "4", "8", "8"]
+    assert fast[6] == "oneDNN (MkldnnRnnLayerBackward0)"
+    assert fast[7].startswith("1 [")                   # median 1 ms
+    assert fast[10].startswith("1.00 [")               # itself
+    peak_mib = 2 * costs.must_keep_bytes(Case("lstm", "inference", 10, 4, 8, 8)) / 2 ** 20
+    assert fast[13] == f"{peak_mib:.3g} (2.00×)"
+    assert fast[14] == "250"                           # fresh-process first call, ms
+    slow = table_row(text, "slow", "")
+    assert slow[10].startswith("2.00 [")
+    na = table_row(text, "reference", "")
+    assert na[7] == "N/A: no float32 support (has float64)"
+    assert set(na[8:]) == {"–"}                        # N/A never shows a number
+    broken = table_row(text, "broken", "")
+    assert broken[7] == "failed (exception): RuntimeError: boom"
+    assert "| lstm/inference/T10/B4/I8/H8/float32/cpu | broken | timing | exception |" in text
+
+
+def test_gru_lstm_ratio_is_tabled_beside_the_flop_ratio(text):
+    assert "## GRU / LSTM time ratio" in text
+    assert "| cpu | float32 | inference | 10 | 4 | 8 | 8 | fast | 0.75 [" in text
+    assert "| cpu | float32 | inference | 10 | 4 | 16 | 16 | slow | 0.75 [" in text
+
+
+def test_figures_are_drawn_and_linked(results_file, text):
+    figures = results_file.parent / "figures"
+    names = sorted(p.name for p in figures.iterdir())
+    assert names == ["gru_lstm_ratio-cpu-float32.png", "memory_vs_T-cpu-float32.png",
+                     "throughput_vs_H-cpu-float32.png"]  # one B per context: no B sweep
+    for name in names:
+        assert (figures / name).read_bytes()[:8] == PNG_MAGIC
+        assert f"(figures/{name})" in text

@@ -1,0 +1,97 @@
+"""bench.results: atomic writes, the versioned document, finding runs."""
+
+import json
+import os
+
+import pytest
+
+from bench import results
+from bench.cases import QUICK_TIMING, Case, Plan
+
+
+def small_plan():
+    return Plan(profile="test", cases=[Case("lstm", "inference", 3, 2, 4, H) for H in (4, 8)],
+                implementations=["torch"], baseline="torch", timing=QUICK_TIMING,
+                fresh_process=False, threads=1)
+
+
+def test_write_atomic_replaces_the_file(tmp_path):
+    path = tmp_path / "r.json"
+    results.write_atomic(path, "old")
+    results.write_atomic(path, "new")
+    assert path.read_text() == "new"
+    assert os.listdir(tmp_path) == ["r.json"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # as open() would have made it
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_a_write_interrupted_midway_leaves_the_old_file_whole(tmp_path, monkeypatch, failing):
+    path = tmp_path / "r.json"
+    results.write_atomic(path, "old")
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, failing, killed)
+    with pytest.raises(KeyboardInterrupt):
+        results.write_atomic(path, "new" * 1000)
+    monkeypatch.undo()
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_run_file_round_trip_and_remaining(tmp_path):
+    plan = small_plan()
+    path = results.run_path(tmp_path, "run1")
+    run = results.RunFile.create(path, "run1", plan)
+    run.start_session({"cpu": "test"})
+    assert path.is_file()
+    run.add_case({"key": plan.cases[0].key, "case": plan.cases[0].to_dict(),
+                  "implementations": {}})
+    loaded = results.RunFile.load(path)
+    assert loaded.run_id == "run1"
+    assert loaded.plan == plan
+    assert loaded.remaining() == plan.cases[1:]
+    assert loaded.data["schema"] == results.SCHEMA
+    assert loaded.data["schema_version"] == results.SCHEMA_VERSION
+
+
+def test_create_refuses_to_overwrite(tmp_path):
+    path = results.run_path(tmp_path, "run1")
+    results.RunFile.create(path, "run1", small_plan()).save()
+    with pytest.raises(ValueError, match="already exists; resume it with --resume"):
+        results.RunFile.create(path, "run1", small_plan())
+
+
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "is not a JSON results file"),
+    (json.dumps({"schema": "something.else"}), "expected schema 'rnnbench.bench-results'"),
+    (json.dumps([1, 2]), "expected schema"),
+    (json.dumps({"schema": results.SCHEMA, "schema_version": 99}), "schema version 99"),
+])
+def test_load_refuses_what_it_cannot_read(tmp_path, content, match):
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        results.RunFile.load(path)
+
+
+def test_find_run_by_file_folder_or_id_and_latest(tmp_path):
+    first = results.RunFile.create(results.run_path(tmp_path, "a"), "a", small_plan())
+    first.save()
+    second = results.RunFile.create(results.run_path(tmp_path, "b"), "b", small_plan())
+    second.save()
+    os.utime(first.path, (1, 1))
+    assert results.find_run("a", tmp_path) == first.path
+    assert results.find_run(str(first.path.parent), tmp_path) == first.path
+    assert results.find_run(str(first.path), tmp_path) == first.path
+    assert results.latest_run(tmp_path) == second.path
+    with pytest.raises(ValueError, match="runs in .*: a, b"):
+        results.find_run("c", tmp_path)
+
+
+def test_latest_run_of_an_empty_folder_says_what_to_do(tmp_path):
+    with pytest.raises(ValueError, match="run `python -m bench` first"):
+        results.latest_run(tmp_path)

@@ -1,0 +1,493 @@
+"""The claims' building blocks against independent oracles, and their verdict rules.
+
+The rules are fed made-up measurements whose verdict is known by hand; the custom cells
+are checked against the `reference` implementation; the gradient tools against autograd
+and a hand-written chain rule.
+"""
+
+import json
+import math
+
+import pytest
+import torch
+
+import impls
+from bench import claims
+from bench.claims import dropout, gates, gradients, longrange, report, structure, training
+from bench.claims.experiment import DEPENDS, NOT_SUPPORTED, SUPPORTED, Claim, Verdict
+from bench.tasks import make_task
+
+EXPECTED_IDS = ([f"A{i}" for i in range(1, 6)] + ["B1", "B2"] + [f"C{i}" for i in range(1, 7)]
+                + [f"D{i}" for i in range(1, 5)] + [f"E{i}" for i in range(1, 5)] + ["F1", "F2"])
+NOTE_FILES = {"000_6b4ef90b910228ae.txt", "001_00d2adbd02362116.txt",
+              "002_2c9e6012ecdce6e2.txt", "003_5fc8656dbf512f44.txt",
+              "004_083bbe72d520f39b.txt"}
+
+
+def test_every_claim_of_the_notes_has_an_experiment():
+    assert list(claims.CLAIMS) == EXPECTED_IDS
+
+
+@pytest.mark.parametrize("claim_id", EXPECTED_IDS)
+def test_claims_cite_notes_by_file_name(claim_id):
+    claim = claims.get(claim_id)
+    cited = {note.split()[0] for note in claim.notes} - {"all"}
+    assert cited and cited <= NOTE_FILES
+    assert claim.statement and claim.rule
+
+
+def test_unknown_claim_lists_the_known_ones():
+    with pytest.raises(ValueError, match="known claims: A1, A2"):
+        claims.get("Z9")
+
+
+def test_verdict_rejects_unknown_status_and_empty_reason():
+    with pytest.raises(ValueError, match="status"):
+        Verdict("maybe", "x")
+    with pytest.raises(ValueError, match="reason"):
+        Verdict(SUPPORTED, "")
+
+
+# -- A: structure --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell, gates_", [("rnn_tanh", 1), ("gru", 3), ("lstm", 4)])
+def test_parameter_formula_matches_torch_nn(cell, gates_):
+    I, H = 7, 5
+    module = {"rnn_tanh": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](I, H)
+    assert structure.formula_parameters(cell, I, H) == sum(p.numel() for p in module.parameters())
+    counted = structure.count_parameters(module, H)
+    assert counted["n_matrices"] == gates_ and counted["matrix_shape"] == [H, I + H]
+    assert counted["biases_per_gate"] == 2
+
+
+def test_count_parameters_reports_a_layout_that_does_not_split_into_gates():
+    odd = torch.nn.Linear(3, 7)   # 7 rows are not a multiple of H=2
+    assert structure.count_parameters(odd, 2)["n_matrices"] is None
+
+
+def test_a1_rule_flags_a_wrong_count():
+    row = {"impl": "x", "cell": "lstm", "I": 2, "H": 3, "gates": 4, "n_parameters": 132,
+           "formula": 132, "n_matrices": 4, "matrix_shape": [3, 5]}
+    assert structure.decide_a1({"rows": [row]}).status == SUPPORTED
+    assert structure.decide_a1({"rows": [{**row, "n_parameters": 131}]}).status == NOT_SUPPORTED
+
+
+def test_a3_rule():
+    def m(c):
+        return {"rows": [{"c_shape": [1, 2, c], "H": 5, "I": 3}]}
+
+    assert structure.decide_a3(m(5)).status == NOT_SUPPORTED
+    assert structure.decide_a3(m(8)).status == SUPPORTED
+
+
+def test_notes_gru_form_with_flipped_update_gate_equals_reference():
+    I, H = 3, 6
+    gen = torch.Generator().manual_seed(0)
+    ref = impls.get("reference").build("gru", input_size=I, hidden_size=H, dtype=torch.float64)
+    state = {k: torch.randn(v.shape, generator=gen, dtype=torch.float64) * 0.5
+             for k, v in ref.state_dict().items()}
+    ref.load_state_dict(state)
+    x = torch.randn(9, 2, I, generator=gen, dtype=torch.float64)
+    h0 = torch.randn(1, 2, H, generator=gen, dtype=torch.float64)
+    note = structure.NoteFormGRU(I, H)
+    note.load_state_dict(structure.flip_update_gate(state, H))
+    with torch.no_grad():
+        torch.testing.assert_close(note(x, h0), ref(x, h0)[0], rtol=1e-12, atol=1e-12)
+        before = structure.NoteFormGRU(I, H, reset_before=True)
+        before.load_state_dict(structure.flip_update_gate(state, H))
+        assert (before(x, h0) - ref(x, h0)[0]).abs().max() > 1e-3
+
+
+def test_a5_measures_the_gate_roles_both_ways():
+    m = structure.measure_a5("smoke")
+    share = m["old_state_share"]
+    # PyTorch: z -> 1 keeps h_prev; the notes' own formula: z -> 1 takes the candidate.
+    assert share["pytorch_z_bias_+30"] == pytest.approx(1, abs=1e-9)
+    assert share["note_z_bias_+30"] == pytest.approx(0, abs=1e-9)
+    assert structure.decide_a5(m).status == DEPENDS
+
+
+# -- C: gradients --------------------------------------------------------------------------
+
+
+def test_growth_factor_of_a_geometric_sequence():
+    log10 = [k * math.log10(0.8) for k in range(30)]
+    assert gradients.growth_factor(log10) == pytest.approx(0.8)
+
+
+def test_lag_profile_first_step_matches_the_chain_rule():
+    layer, task = gradients.starting_layer("rnn_tanh", 5, 6, seed=1)
+    profile = gradients.lag_profile(layer, task, B=3, seed=1)
+    # Oracle: dL/dh_(T-1) = W_hh^T (tanh'(a_T) * w) per sequence, a_T the last pre-activation.
+    x = task.sample(3, torch.Generator().manual_seed(20_000 + 1)).inputs.double()
+    with torch.no_grad():
+        y, _ = layer(x)
+        h_prev, h_last = y[-2], y[-1]
+    w = torch.randn(5, generator=torch.Generator().manual_seed(10_000 + 1),
+                    dtype=torch.float64) / math.sqrt(5)
+    grad = ((1 - h_last ** 2) * w) @ layer.weight_hh_l0.detach()
+    expected = (grad.norm(dim=1) / w.norm()).log10().mean()
+    assert profile[0] == pytest.approx(0.0)
+    assert profile[1] == pytest.approx(float(expected), rel=1e-10)
+    del h_prev
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "gru", "lstm"])
+def test_lag_decomposition_sums_to_the_total_gradient(cell):
+    layer, task = gradients.starting_layer(cell, 4, 7, seed=2)
+    parts = gradients.lag_decomposition(layer, task, B=3, seed=2)
+    x = task.sample(3, torch.Generator().manual_seed(20_000 + 2)).inputs.double()
+    states = gradients.step_through(layer, x)
+    loss, _ = gradients._final_loss(states, 2)
+    (total,) = torch.autograd.grad(loss, layer.weight_hh_l0)
+    assert parts["total_norm"] == pytest.approx(float(total.norm()), rel=1e-10)
+    assert len(parts["norm_by_lag"]) == 7
+
+
+def test_rescaled_spectral_radius():
+    w = torch.randn(6, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    scaled = training.rescale_spectral_radius(w, 1.5)
+    assert torch.linalg.eigvals(scaled).abs().max().item() == pytest.approx(1.5)
+
+
+def test_c1_rule():
+    def m(factors):
+        return {"rows": [{"radius": r, "growth_factor": f} for r, f in factors.items()]}
+
+    assert gradients.decide_c1(m({0.5: [0.5], 1.5: [1.1], 2.0: [1.2]})).status == SUPPORTED
+    assert gradients.decide_c1(m({0.5: [0.5], 1.5: [0.9], 2.0: [1.2]})).status == DEPENDS
+    assert gradients.decide_c1(m({0.5: [1.1], 1.5: [1.1]})).status == NOT_SUPPORTED
+
+
+def test_c5_rule():
+    def m(ratio, share):
+        row = {"cell": "rnn_tanh", "forget_bias": None, "seed": 0}
+        return {"T": [10, 20], "rows": [
+            {**row, "T": 10, "total_norm": 1.0, "share_beyond_10": 0.0, "share_beyond_50": 0},
+            {**row, "T": 20, "total_norm": ratio, "share_beyond_10": share,
+             "share_beyond_50": 0.0}]}
+
+    assert gradients.decide_c5(m(1.0, 0.01)).status == SUPPORTED
+    assert gradients.decide_c5(m(1.0, 0.5)).status == DEPENDS
+    assert gradients.decide_c5(m(0.01, 0.5)).status == NOT_SUPPORTED
+
+
+# -- custom cells against the reference ------------------------------------------------------
+
+
+def _reference_lstm(I, H, state):
+    ref = impls.get("reference").build("lstm", input_size=I, hidden_size=H,
+                                       dtype=torch.float64)
+    ref.load_state_dict(state)
+    return ref
+
+
+def test_experiment_lstm_is_the_standard_lstm():
+    layer = gates.ExperimentLSTM(3, 4, dtype=torch.float64)
+    ref = _reference_lstm(3, 4, layer.state_dict())
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    torch.testing.assert_close(layer(x)[0], ref(x)[0], rtol=1e-12, atol=1e-12)
+
+
+def test_experiment_lstm_thresholds_gates_only_without_autograd():
+    layer = gates.ExperimentLSTM(2, 3, inference_gate="step", dtype=torch.float64)
+    x = torch.randn(4, 1, 2, dtype=torch.float64)
+    layer.recording = []
+    with torch.no_grad():
+        layer(x)
+    i, f, _, o, _, _ = layer.recording[0]
+    assert set(torch.cat([i, f, o]).flatten().tolist()) <= {0.0, 1.0}
+    layer.recording = []
+    layer(x)
+    assert not set(layer.recording[0][0].flatten().tolist()) <= {0.0, 1.0}
+
+
+def test_experiment_lstm_rejects_unknown_parts():
+    with pytest.raises(ValueError, match="candidate"):
+        gates.ExperimentLSTM(2, 3, candidate="softsign")
+
+
+@pytest.mark.parametrize("scheme", dropout.SCHEMES)
+def test_dropout_lstm_without_dropout_is_the_standard_lstm(scheme):
+    layer = dropout.DropoutLSTM(3, 4, scheme=scheme, p=0.0, dtype=torch.float64)
+    ref = _reference_lstm(3, 4, layer.state_dict())
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    torch.testing.assert_close(layer(x)[0], ref(x)[0], rtol=1e-12, atol=1e-12)
+    # Evaluation (no autograd) never drops, whatever p.
+    layer.p = 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x)[0], ref(x)[0], rtol=1e-12, atol=1e-12)
+
+
+def _constant_input_outputs(scheme):
+    """Outputs for a constant input with h and c cut off: they vary over time only through
+    the dropout masks."""
+    torch.manual_seed(0)
+    layer = dropout.DropoutLSTM(3, 8, scheme=scheme, p=0.5, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight_hh_l0.zero_()
+        layer.bias_hh_l0.zero_()
+        layer.bias_ih_l0[8:16] = -50.0        # forget gate shut: c_t = i * g
+    x = torch.ones(6, 4, 3, dtype=torch.float64)
+    y, _ = layer(x)
+    return y.detach()
+
+
+def test_variational_dropout_reuses_one_mask_per_sequence():
+    y = _constant_input_outputs("variational")
+    assert torch.allclose(y, y[0].expand_as(y))
+    assert not torch.allclose(y[:, 0], y[:, 1])   # but masks differ between sequences
+
+
+@pytest.mark.parametrize("scheme", ["naive", "non_recurrent"])
+def test_per_step_dropout_draws_a_new_mask_each_step(scheme):
+    y = _constant_input_outputs(scheme)
+    assert not torch.allclose(y[0], y[1])
+
+
+def test_polarity_labels_follow_the_word_counts():
+    task = dropout.Polarity(T=12, vocabulary=10, polar=2)
+    batch = task.sample(300, torch.Generator().manual_seed(5))
+    words = batch.inputs.argmax(-1)
+    positive = (words < 2).sum(0)
+    negative = ((words >= 2) & (words < 4)).sum(0)
+    assert torch.all((positive + negative) % 2 == 1)
+    assert torch.equal(batch.targets, (positive > negative).long())
+    assert 0.3 < batch.targets.double().mean() < 0.7
+
+
+def test_polarity_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="polar"):
+        dropout.Polarity(vocabulary=6, polar=3)
+
+
+# -- training helpers ------------------------------------------------------------------------
+
+
+def test_finite_training_set_serves_only_pool_rows():
+    task = make_task("adding", T=6)
+    finite = training.FiniteTrainingSet(task, 5, seed=1)
+    batch = finite.sample(40, torch.Generator().manual_seed(2))
+    pool = finite.pool.inputs.transpose(0, 1).reshape(5, -1)
+    drawn = batch.inputs.transpose(0, 1).reshape(40, -1)
+    assert all(any(torch.equal(row, p) for p in pool) for row in drawn)
+    with pytest.raises(ValueError, match="size"):
+        training.FiniteTrainingSet(task, 0, seed=1)
+
+
+def test_length_range_sequences_are_adding_problems_of_their_own_length():
+    task = longrange.LengthRange(5, 9)
+    batch = task.sample(64, torch.Generator().manual_seed(3))
+    assert batch.lengths.min() >= 5 and batch.lengths.max() <= 9
+    values, markers = batch.inputs[..., 0], batch.inputs[..., 1]
+    torch.testing.assert_close((values * markers).sum(0), batch.targets)
+    for b, T in enumerate(batch.lengths.tolist()):
+        assert markers[:T // 2, b].sum() == 1 and markers[T // 2:T, b].sum() == 1
+        assert batch.inputs[T:, b].abs().sum() == 0
+
+
+def test_trained_models_catches_the_model_train_built():
+    task = make_task("adding", T=5)
+    cfg = training.config("gru", 4, steps=3, seed=0, impl="reference", dtype="float64")
+    result, model = training.train_and_keep(task, cfg)
+    batch = task.sample(20, torch.Generator().manual_seed(0))
+    metrics = training.evaluate(model, task, batch)
+    assert math.isfinite(metrics["loss"]) and result.steps_done == 3
+    assert model.layer.impl_name == "reference"
+
+
+def test_temporary_implementation_is_removed_afterwards():
+    with training.temporary_implementation("claims-test", training.radius_factory(0.5),
+                                           frozenset({"rnn_tanh"})) as name:
+        layer = impls.get(name).build("rnn_tanh", input_size=2, hidden_size=5)
+        layer.load_state_dict({k: torch.randn(v.shape) for k, v in layer.state_dict().items()})
+        radius = torch.linalg.eigvals(layer.weight_hh_l0.detach()).abs().max().item()
+        assert radius == pytest.approx(0.5, rel=1e-5)
+    assert "claims-test" not in impls.names()
+
+
+# -- rules of the trained claims ---------------------------------------------------------------
+
+
+def test_d4_rule():
+    def m(losses, solved=True):
+        return {"settings": {"train": [2, 4], "test": [10, 20]}, "baseline": 1 / 6,
+                "rows": [{"solved_in_range": solved,
+                          "test_loss": {"10": losses[0], "20": losses[1]}}]}
+
+    assert longrange.decide_d4(m([0.001, 0.002])).status == SUPPORTED
+    assert longrange.decide_d4(m([0.001, 0.1])).status == DEPENDS
+    assert longrange.decide_d4(m([0.2, 0.3])).status == NOT_SUPPORTED
+    assert longrange.decide_d4(m([0.001, 0.001], solved=False)).status == NOT_SUPPORTED
+
+
+def test_e3_change_statistics_tell_slow_from_fast():
+    t = torch.linspace(0, 1, 200).view(-1, 1, 1).expand(200, 3, 2)
+    slow = torch.sin(2 * math.pi * t) + 0.01 * torch.randn(200, 3, 2)
+    fast = torch.randn(200, 3, 2)
+    s, f = gates.change_statistics(slow), gates.change_statistics(fast)
+    assert s["normalised_step"] < f["normalised_step"]
+    assert s["autocorrelation"] > 0.9 and abs(f["autocorrelation"]) < 0.2
+
+
+def test_f2_rule():
+    def m(none, best):
+        rows = [{"task": "t", "scheme": s, "held_out_loss": none if s == "none" else best}
+                for s in dropout.SCHEMES]
+        return {"rows": rows}
+
+    assert dropout.decide_f2(m(1.0, 0.95)).status == SUPPORTED
+    assert dropout.decide_f2(m(1.0, 0.5)).status == NOT_SUPPORTED
+
+
+# -- running and reporting ---------------------------------------------------------------------
+
+
+def _failing_claim():
+    def measure(profile):
+        raise RuntimeError("boom")
+
+    return Claim(id="Z1", notes=("000_6b4ef90b910228ae.txt",), statement="s", rule="r",
+                 measure=measure, decide=lambda m: Verdict(SUPPORTED, "x"),
+                 summarize=lambda m: "")
+
+
+def test_a_failing_claim_is_recorded_not_raised():
+    record = claims.run_claim(_failing_claim(), "smoke")
+    assert record["status"] == "error" and "boom" in record["error"]
+
+
+def test_json_round_trip_keeps_non_finite_numbers_readable(tmp_path):
+    path = tmp_path / "claims" / "claims.json"
+    report.write_json({"profile": "smoke", "claims": {"x": {"v": math.nan, "w": [math.inf]}}},
+                      path)
+    assert json.loads(path.read_text())["claims"]["x"] == {"v": "nan", "w": ["inf"]}
+    loaded = report.load_results(path)["claims"]["x"]
+    assert math.isnan(loaded["v"]) and loaded["w"] == [math.inf]
+    assert not list(path.parent.glob(".claims-*"))   # no temporary file left behind
+
+
+def test_report_shows_an_error_and_a_verdict(tmp_path):
+    ok = Claim(id="Z2", notes=("001_00d2adbd02362116.txt §1",), statement="the claim",
+               rule="the rule", measure=lambda p: {"n": 3},
+               decide=lambda m: Verdict(NOT_SUPPORTED, f"n is {m['n']}"),
+               summarize=lambda m: f"n = {m['n']}")
+    records = {c.id: claims.run_claim(c, "smoke") for c in (_failing_claim(), ok)}
+    paths = report.output_paths("smoke", tmp_path)
+    report.write_report({"profile": "smoke", "claims": records},
+                        {"Z1": _failing_claim(), "Z2": ok}, paths)
+    text = paths["markdown"].read_text()
+    assert "**Verdict: ERROR**" in text and "RuntimeError: boom" in text
+    assert "**Verdict: not supported**: n is 3." in text and "n = 3" in text
+    assert "python -m bench claims --profile smoke --only Z2" in text
+
+
+def test_default_profile_writes_the_committed_report_paths():
+    assert report.output_paths("default")["markdown"].as_posix() == "results/CLAIMS.md"
+    assert report.output_paths("quick")["json"].as_posix() == \
+        "results/claims-quick/claims/claims.json"
+
+
+# -- B: speed rules ----------------------------------------------------------------------------
+
+
+def _speed_rows(ratios_by_impl, flop_ratio=0.75):
+    rows = []
+    for impl, ratios in ratios_by_impl.items():
+        for ratio, (low, high) in ratios:
+            timing = {"median": 1.0, "kernel": "StackBackward0", "gflops": 1.0}
+            rows.append({"impl": impl, "device": "cpu", "mode": "training", "status": "ok",
+                         "ratio": ratio, "ratio_ci95": [low, high], "flop_ratio": flop_ratio,
+                         "lstm": timing, "gru": {**timing, "median": ratio}})
+    return {"rows": rows}
+
+
+def test_b1_rule_names_where_the_gru_is_faster():
+    from bench.claims import speed
+
+    faster = [(0.8, (0.75, 0.85))]
+    slower = [(1.5, (1.4, 1.6))]
+    assert speed.decide_b1(_speed_rows({"a": faster, "b": faster})).status == SUPPORTED
+    assert speed.decide_b1(_speed_rows({"a": slower})).status == NOT_SUPPORTED
+    mixed = speed.decide_b1(_speed_rows({"a": faster, "b": slower}))
+    assert mixed.status == DEPENDS and "faster in every case with a" in mixed.reason
+    # An interval that straddles 1 is not "faster".
+    assert speed.decide_b1(_speed_rows({"a": [(0.9, (0.8, 1.05))]})).status == DEPENDS
+
+
+def test_b2_rule_reads_the_flop_ratio():
+    from bench.claims import speed
+
+    assert speed.decide_b2(_speed_rows({"a": [(1.5, (1.4, 1.6))]})).status == SUPPORTED
+    assert speed.decide_b2(_speed_rows({"a": [(0.8, (0.7, 0.9))]}, flop_ratio=1.2)).status \
+        == NOT_SUPPORTED
+
+
+def test_speed_grid_varies_one_size_at_a_time():
+    from bench.claims import speed
+
+    points = speed.grid_points("default")
+    base = speed.GRIDS["default"]["base"]
+    assert points[0]["varied"] == "base"
+    for p in points[1:]:
+        changed = [d for d in speed.DIMENSIONS if p[d] != base[d]]
+        assert changed == [p["varied"]]
+
+
+# -- D and E rules ---------------------------------------------------------------------------
+
+
+def _sweep_rows(learned):
+    """learned: {(task, T, variant): [bool per seed]} -> D1-style rows."""
+    rows = []
+    for (task, T, variant), seeds in learned.items():
+        rows += [{"task": {"task": task, "T": T}, "T": T, "variant": variant, "learned": flag,
+                  "relative_loss": 0.1 if flag else 1.0} for flag in seeds]
+    return rows
+
+
+def test_d1_rule():
+    def m(irnn_learns):
+        learned = {}
+        for task in ("adding", "copy"):
+            learned[(task, 50, "rnn_tanh")] = [False, False]
+            learned[(task, 50, "irnn")] = [irnn_learns, False]
+            learned[(task, 50, "lstm")] = [True, True]
+            learned[(task, 50, "gru")] = [True, False]
+        return {"sweep": {"adding": {"T": [50]}, "copy": {"T": [50]}},
+                "rows": _sweep_rows(learned)}
+
+    assert longrange.decide_d1(m(False)).status == SUPPORTED
+    assert longrange.decide_d1(m(True)).status == DEPENDS
+
+
+def test_d2_rule_counts_seeds_and_ignores_points_nobody_learned():
+    def m(gru):
+        learned = {("adding", 20, "lstm"): [True, True, True],
+                   ("adding", 20, "gru"): gru, ("adding", 20, "gru_matched"): gru,
+                   ("adding", 90, "lstm"): [False] * 3, ("adding", 90, "gru"): [False] * 3,
+                   ("adding", 90, "gru_matched"): [False] * 3}
+        return {"sweep": {"seeds": [0, 1, 2]}, "rows": _sweep_rows(learned)}
+
+    assert longrange.decide_d2(m([True, True, False])).status == SUPPORTED
+    assert longrange.decide_d2(m([True, False, False])).status == NOT_SUPPORTED
+
+
+def test_e1_rule():
+    def m(share):
+        return {"rows": [{"gate": g, "below": share / 2, "above": share / 2} for g in "ifo"]}
+
+    assert gates.decide_e1(m(0.8)).status == SUPPORTED
+    assert gates.decide_e1(m(0.2)).status == NOT_SUPPORTED
+
+
+def test_e2_rule():
+    def m(soft_step, hard_step):
+        return {"baseline": 1 / 6, "rows": [{
+            "sigmoid_trained": 0.001, "sigmoid_trained_step_inference": soft_step,
+            "hard_sigmoid_trained": 0.001, "hard_sigmoid_trained_step_inference": hard_step}]}
+
+    assert gates.decide_e2(m(0.001, 0.001)).status == SUPPORTED
+    assert gates.decide_e2(m(0.2, 0.001)).status == DEPENDS
+    assert gates.decide_e2(m(0.2, 0.2)).status == NOT_SUPPORTED

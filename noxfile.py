@@ -1,4 +1,5 @@
-"""Sessions: tests and lint (more arrive with the bench, accuracy, claims and asv work).
+"""Sessions: tests and lint (the defaults), bench (the main job), accuracy, claims, asv,
+dashboard, gate and microbench.
 
 torch is installed first from TORCH_SPEC so that no session pulls PyPI's default (CUDA)
 build onto a CPU machine. A GPU user points it at a CUDA build, for example
@@ -51,3 +52,61 @@ def accuracy(session):
     """Long-dependency accuracy sweeps (adding, copy, ...) for every trainable implementation."""
     install_project(session)
     session.run("python", "-m", "bench", "accuracy", *session.posargs)
+
+
+@nox.session
+def claims(session):
+    """The study notes' claims, each measured: results/CLAIMS.md (profile default) and JSON."""
+    install_project(session)
+    session.run("python", "-m", "bench", "claims", *session.posargs)
+
+
+#: One asv machine name everywhere, so that the history stays one series.
+ASV_MACHINE = "rnnbench-cpu"
+
+
+def _asv(session, *args):
+    session.install("asv>=0.6,<0.7", "virtualenv")
+    session.run("asv", "machine", "--machine", ASV_MACHINE, "--yes")
+    session.run("asv", *args)
+
+
+@nox.session
+def asv(session):
+    """Record the speed history in results/asv: the checked-out commit by default.
+
+    Arguments after `--` are a commit range for `asv run`, e.g. `-- HEAD~5..HEAD` for the last
+    five commits (commits already recorded are skipped).
+    """
+    commits = session.posargs or ["HEAD^!"]
+    _asv(session, "run", "--machine", ASV_MACHINE, "--skip-existing-successful",
+         "--show-stderr", *commits)
+
+
+@nox.session
+def dashboard(session):
+    """Publish the asv dashboard, check it renders in headless Chromium, serve it on loopback.
+
+    `-- --no-serve` stops after the check (what CI and scripts want).
+    """
+    _asv(session, "publish")
+    session.run("python", "tools/check_dashboard.py", ".asv/html")
+    if "--no-serve" not in session.posargs:
+        # Not `asv preview`: it listens on every interface.
+        session.log("dashboard on http://127.0.0.1:8080/ (Ctrl-C stops it)")
+        session.run("python", "-m", "http.server", "8080", "--bind", "127.0.0.1",
+                    "--directory", ".asv/html")
+
+
+@nox.session
+def gate(session):
+    """Regression gate: this checkout against HEAD~1 (or `-- --base REF`) on this machine."""
+    install_project(session)
+    session.run("python", "-m", "bench", "gate", *session.posargs)
+
+
+@nox.session
+def microbench(session):
+    """pytest-benchmark micro-benchmarks, for `--benchmark-compare-fail` style gating."""
+    install_project(session, "test")
+    session.run("pytest", "bench/pytest_benchmarks", *session.posargs)

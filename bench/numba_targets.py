@@ -2,6 +2,7 @@
 
     python -m bench.numba_targets            # every row (a few minutes on 2 cores)
     python -m bench.numba_targets --quick    # fewer repeats, for a smoke run
+    python -m bench.numba_targets --profile --out results/numba   # the committed table
 
 Speed rows are ratios of medians taken in one run: the implementations are interleaved call
 by call after a warm-up, float32, one layer, I = H = 256, T = 100; a forward is measured under
@@ -10,7 +11,10 @@ The memory row is the peak-RSS increase of one training step (forward, `y.backwa
 input not requiring grad) in a fresh process per implementation, against the bytes BPTT must
 keep, T*B*(gates+states) floats. The first-call row times `build` + the first forward in a
 fresh process whose numba cache is warm (numba's import included).
-The `--profile` flag splits numba's time into its GEMMs and its elementwise loop.
+`--profile` adds, per speed case, where numba's time goes: the input-projection GEMM, the
+recurrent matrix products of the time loop (timed alone, the same T products of (B, H) by
+(H, G)), the backward's weight and input GEMMs, and the rest (elementwise gate math, memory
+traffic, loop and Python overhead), which is what a missed target is bounded by.
 """
 
 from __future__ import annotations
@@ -24,10 +28,15 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import numba
+import numpy as np
 import torch
 
 import impls
+from bench.environment import fingerprint
+from impls import numba_rnn
 
 DTYPE = torch.float32
 SIZE = 256
@@ -105,6 +114,62 @@ def speed_rows(quick):
         del layers
         gc.collect()
     return rows
+
+
+# -- profile: where numba's time goes -----------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _recurrent_products(h, w_t, out, steps):
+    """The time loop's matrix work alone: `steps` products (B, H) x (H, G), as the kernels do."""
+    for _ in range(steps):
+        np.dot(h, w_t, out)
+
+
+def _median_s(fn, repeats):
+    fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def profile_case(cell, B, training, quick):
+    """numba's time for one speed case split into its parts: {part: (ms, share of the call)}."""
+    layer = _layers(cell, ["numba"], SIZE)["numba"]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(STEPS, B, SIZE, generator=gen, dtype=DTYPE).requires_grad_(training)
+    dy = torch.randn(STEPS, B, SIZE, generator=gen, dtype=DTYPE)
+    repeats = (5 if quick else 20) if B == 1 else (3 if quick else 10)
+    w_ih, w_hh = layer.weight_ih_l0.detach(), layer.weight_hh_l0.detach()
+    b_ih, G = layer.bias_ih_l0.detach(), w_hh.shape[0]
+    parts = {"total": _median_s(lambda: _call(layer, x, dy, training), repeats),
+             "input projection": _median_s(
+                 lambda: numba_rnn._project(x.detach(), w_ih, b_ih), repeats)}
+    # As the kernels run them: each member of the team multiplies by its own block of W_hh
+    # with a one-thread BLAS, the members at once; one member's products stand for the team.
+    team = numba_rnn.Team(w_hh, B)
+    w_t = np.ascontiguousarray(team.w_own[0].T)
+    h = np.ones((B, SIZE), dtype=np.float32)
+    out = np.empty((B, w_t.shape[1]), dtype=np.float32)
+    with numba_rnn._BLAS:
+        # The backward makes as many recurrent products as the forward (dh_{t-1} = dgates W_hh).
+        parts["recurrent products"] = (2 if training else 1) * _median_s(
+            lambda: _recurrent_products(h, w_t, out, STEPS), repeats)
+    if training:
+        d = torch.randn(STEPS * B, G, dtype=DTYPE)
+        x2, y2 = x.detach().reshape(STEPS * B, SIZE), dy.reshape(STEPS * B, SIZE)
+        parts["backward weight/input GEMMs"] = _median_s(
+            lambda: (d @ w_ih, d.t() @ x2, d.t() @ y2), repeats)
+    parts["rest (elementwise, memory, overhead)"] = 2 * parts["total"] - sum(parts.values())
+    return {k: (v * 1e3, v / parts["total"]) for k, v in parts.items()}
+
+
+def profile_rows(quick):
+    return [(label, profile_case(cell, B, training, quick))
+            for label, cell, B, training, _ in SPEED_ROWS]
 
 
 # -- memory: one training step in a fresh process ----------------------------------------------
@@ -211,20 +276,52 @@ def first_call_rows(repeats=3):
                         f"numba import included; recompilations: {misses}")]
 
 
-def print_table(rows):
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} cores, {DTYPE}")
-    header = f"| case | against | target | measured | met | detail |\n|{'---|' * 6}"
-    print(header)
+def table_lines(rows):
+    lines = ["| case | against | target | measured | met | detail |", f"|{'---|' * 6}"]
     for r in rows:
         met = {True: "yes", False: "NO", None: ""}[r["met"]]
-        print(f"| {r['case']} | {r['against']} | {r['target']} | {r['ratio']:.2f} | {met} "
-              f"| {r['detail']} |")
+        lines.append(f"| {r['case']} | {r['against']} | {r['target']} | {r['ratio']:.2f} | "
+                     f"{met} | {r['detail']} |")
+    return lines
+
+
+def profile_lines(profile):
+    lines = ["", "Where numba's time goes (ms, share of the call):", ""]
+    for label, parts in profile:
+        shares = ", ".join(f"{k} {ms:.2f} ({share:.0%})" for k, (ms, share) in parts.items()
+                           if k != "total")
+        lines.append(f"- {label}: {parts['total'][0]:.2f} ms = {shares}")
+    return lines
+
+
+def write_outputs(out, rows, profile, env):
+    """TARGETS.md and targets.json in `out`, each written whole (temporary file, rename)."""
+    out.mkdir(parents=True, exist_ok=True)
+    git = env["git"]
+    md = ["# numba targets", "",
+          f"Command `{' '.join(env['command'])}`, commit {git.get('commit')}"
+          f"{' (dirty)' if git.get('dirty') else ''}, {env['date']}; {env['cpu']}, "
+          f"{env['cores']['usable']} cores, load {env['load_average'][0]:.1f} at the start; "
+          f"torch {env['versions']['torch']} ({env['threads']['torch']} threads), numba "
+          f"{env['versions']['numba']}. Ratios are of medians taken in this one run.", "",
+          *table_lines(rows), *(profile_lines(profile) if profile else [])]
+    data = {"environment": env, "rows": rows,
+            "profile": [{"case": label, "parts_ms_share": parts} for label, parts in profile]}
+    for name, text in (("TARGETS.md", "\n".join(md) + "\n"),
+                       ("targets.json", json.dumps(data, indent=1) + "\n")):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--profile", action="store_true",
+                        help="also split numba's time into GEMMs and the rest, per case")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write TARGETS.md and targets.json (with the environment) "
+                             "here, e.g. results/numba")
     parser.add_argument("--memory-worker", nargs=2, metavar=("IMPL", "CELL"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--first-call-worker", action="store_true", help=argparse.SUPPRESS)
@@ -233,8 +330,15 @@ def main(argv=None):
         return memory_worker(*args.memory_worker)
     if args.first_call_worker:
         return first_call_worker()
+    env = fingerprint(["python", "-m", "bench.numba_targets", *(argv or sys.argv[1:])])
     rows = speed_rows(args.quick) + memory_rows() + first_call_rows()
-    print_table(rows)
+    profile = profile_rows(args.quick) if args.profile else []
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} cores, {DTYPE}")
+    print("\n".join(table_lines(rows) + (profile_lines(profile) if profile else [])))
+    if args.out:
+        write_outputs(args.out, rows, profile, env)
+        print(f"wrote {args.out / 'TARGETS.md'} and targets.json")
 
 
 if __name__ == "__main__":

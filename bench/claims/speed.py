@@ -180,10 +180,13 @@ def decide_b1(m: dict) -> Verdict:
     named = {kind: [i for i, k in kinds.items() if k == kind]
              for kind in ("faster", "slower", "mixed")}
     return Verdict(DEPENDS, (
-        "it depends on the implementation's kernels: GRU faster in every case with "
-        f"{', '.join(named['faster']) or 'none'}, slower in every case with "
-        f"{', '.join(named['slower']) or 'none'}, mixed with "
-        f"{', '.join(named['mixed']) or 'none'}; {evidence}"))
+        "it depends on the implementation's kernels: "
+        + "; ".join(f"GRU {label} with {', '.join(named[key])}"
+                    for key, label in (("faster", "faster in every case"),
+                                       ("slower", "slower in every case"),
+                                       ("mixed", "neither faster nor slower in every case"))
+                    if named[key])
+        + f"; {evidence}"))
 
 
 def summarize_b1(m: dict) -> str:

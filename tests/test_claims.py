@@ -448,18 +448,22 @@ def _sweep_rows(learned):
 
 
 def test_d1_rule():
-    def m(irnn_learns):
+    def m(tanh=(False, False), irnn=(False, False), lstm=(True, True), gru=(True, False)):
         learned = {}
         for task in ("adding", "copy"):
-            learned[(task, 50, "rnn_tanh")] = [False, False]
-            learned[(task, 50, "irnn")] = [irnn_learns, False]
-            learned[(task, 50, "lstm")] = [True, True]
-            learned[(task, 50, "gru")] = [True, False]
+            for name, seeds in (("rnn_tanh", tanh), ("irnn", irnn), ("lstm", lstm),
+                                ("gru", gru)):
+                learned[(task, 50, name)] = list(seeds)
         return {"sweep": {"adding": {"T": [50]}, "copy": {"T": [50]}},
                 "rows": _sweep_rows(learned)}
 
-    assert longrange.decide_d1(m(False)).status == SUPPORTED
-    assert longrange.decide_d1(m(True)).status == DEPENDS
+    assert longrange.decide_d1(m()).status == SUPPORTED
+    assert longrange.decide_d1(m(irnn=(True, False))).status == DEPENDS
+    missed = longrange.decide_d1(m(lstm=(False, False)))
+    assert missed.status == DEPENDS and "lstm on adding" in missed.reason
+    assert longrange.decide_d1(m(tanh=(True, False))).status == NOT_SUPPORTED
+    nobody = longrange.decide_d1(m(lstm=(False, False), gru=(False, False)))
+    assert nobody.status == NOT_SUPPORTED
 
 
 def test_d2_rule_counts_seeds_and_ignores_points_nobody_learned():

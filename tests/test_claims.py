@@ -383,6 +383,27 @@ def test_report_shows_an_error_and_a_verdict(tmp_path):
     assert "python -m bench claims --profile smoke --only Z2" in text
 
 
+def test_report_names_each_claims_commit_after_a_partial_rerun(tmp_path):
+    ok = Claim(id="Z2", notes=("001_00d2adbd02362116.txt §1",), statement="s", rule="r",
+               measure=lambda p: {}, decide=lambda m: Verdict(SUPPORTED, "x"),
+               summarize=lambda m: "")
+    records = {"Z1": claims.run_claim(ok, "smoke"), "Z2": claims.run_claim(ok, "smoke")}
+    paths = report.output_paths("smoke", tmp_path)
+
+    def stamped(first, second):
+        for record, commit in zip(records.values(), (first, second)):
+            record["measured_at"] = {"git": {"commit": commit, "dirty": False},
+                                     "date": "2026-11-23T00:00:00+00:00"}
+        report.write_report({"profile": "smoke", "claims": records},
+                            {"Z1": ok, "Z2": ok}, paths)
+        return paths["markdown"].read_text()
+
+    text = stamped("a" * 40, "b" * 40)
+    assert "measured at commit aaaaaaaaaa on 2026-11-23" in text
+    assert "measured at commit bbbbbbbbbb" in text and "not all measured in this run" in text
+    assert "not all measured in this run" not in stamped("a" * 40, "a" * 40)
+
+
 def test_default_profile_writes_the_committed_report_paths():
     assert report.output_paths("default")["markdown"].as_posix() == "results/CLAIMS.md"
     assert report.output_paths("quick")["json"].as_posix() == \

@@ -98,6 +98,8 @@ def main(argv: list[str]) -> int:
     for claim_id in ids:
         print(f"[{claim_id}] ...", flush=True)
         record = run_claim(CLAIMS[claim_id], profile)
+        record["measured_at"] = {"git": results["environment"]["git"],
+                                 "date": results["environment"]["date"]}
         results["claims"][claim_id] = record
         write_json(results, paths["json"])
         if record["status"] == "ok":

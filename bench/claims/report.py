@@ -99,6 +99,16 @@ def _environment_lines(env: dict) -> list[str]:
     ]
 
 
+def _mixed_commits_line(records: dict) -> list[str]:
+    """Say so when a partial rerun left claims measured at different commits."""
+    stamps = [r.get("measured_at") for r in records.values()]
+    commits = {str(s["git"].get("commit")) if s else None for s in stamps}
+    if len(commits) < 2:
+        return []
+    return ["- the claims were not all measured in this run: each claim names its commit "
+            "under 'Regenerate'"]
+
+
 def write_report(results: dict, claims: dict, paths: dict[str, Path]) -> Path:
     """CLAIMS.md and its figures from `results` (the JSON's content)."""
     markdown, figures = paths["markdown"], paths["figures"]
@@ -118,6 +128,7 @@ def write_report(results: dict, claims: dict, paths: dict[str, Path]) -> Path:
         f"{results.get('threads', '')}; written {results.get('written', '')}",
         f"- total time: {sum(r.get('seconds', 0) for r in records.values()):.0f} s",
         *_environment_lines(results.get("environment", {})),
+        *_mixed_commits_line(records),
         "",
         "| claim | note | verdict |",
         "|---|---|---|",
@@ -163,5 +174,15 @@ def _claim_section(claim, record: dict, profile: str, figures: Path, base: Path)
             for path in claim.plot(record["measurements"], figures):
                 lines += [f"![{claim.id}]({os.path.relpath(path, base)})", ""]
     lines.append(f"Regenerate: `{_command(profile, claim.id)}` "
-                 f"({record.get('seconds', 0):.1f} s in this run)")
+                 f"({record.get('seconds', 0):.1f} s{_measured_at(record)})")
     return lines
+
+
+def _measured_at(record: dict) -> str:
+    """Where this claim was measured: a partial rerun (--only) leaves the others as they were."""
+    stamp = record.get("measured_at")
+    if not stamp:
+        return " in this run"
+    git = stamp["git"]
+    dirty = " (dirty)" if git.get("dirty") else ""
+    return f", measured at commit {str(git.get('commit'))[:10]}{dirty} on {stamp['date'][:10]}"

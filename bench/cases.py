@@ -212,7 +212,7 @@ class Profile:
 
 QUICK_TIMING = Timing(target_s=0.1, min_repeats=5, max_repeats=30, warmup_max_s=0.2,
                       budget_s=20.0)
-DEFAULT_TIMING = Timing(target_s=0.5, min_repeats=10, max_repeats=100, warmup_max_s=1.0,
+DEFAULT_TIMING = Timing(target_s=0.35, min_repeats=10, max_repeats=100, warmup_max_s=1.0,
                         budget_s=60.0)
 FULL_TIMING = Timing(target_s=2.0, min_repeats=20, max_repeats=300, warmup_max_s=3.0,
                      budget_s=300.0)

@@ -2,8 +2,8 @@
 
 Measuring writes ``results/bench/<run-id>/results.json`` after every case, then ``REPORT.md``
 and ``figures/`` beside it. ``report`` regenerates those from a results file; ``accuracy``,
-``claims`` and ``gate`` hand their arguments to ``bench.accuracy``, ``bench.claims`` and
-``bench.gate`` (each imported only when asked for).
+``claims`` and ``gate`` hand their arguments to ``bench.claims.accuracy``, ``bench.claims`` and
+``bench.gate.run`` (each imported only when asked for).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 
 #: Subcommands implemented elsewhere: name -> (module with main(argv) -> int, summary).
 DELEGATED = {
-    "accuracy": ("bench.accuracy", "long-dependency accuracy sweeps of every trainable "
+    "accuracy": ("bench.claims.accuracy", "long-dependency accuracy sweeps of every trainable "
                                    "implementation"),
     "claims": ("bench.claims", "the study notes' claims, each measured"),
-    "gate": ("bench.gate", "regression gate: this checkout against a base commit"),
+    "gate": ("bench.gate.run", "regression gate: this checkout against a base commit"),
 }
 REPORT_SUMMARY = "regenerate REPORT.md and figures/ from a results file"
 
@@ -41,7 +41,7 @@ def _list_of(kind):
 
 
 def _epilog() -> str:
-    from bench.cases import PROFILES
+    from bench.speed.cases import PROFILES
     lines = ["subcommands (each has its own --help):",
              f"  report [RUN]    {REPORT_SUMMARY}"]
     lines += [f"  {name:<15} {summary} ({module})"
@@ -53,15 +53,15 @@ def _epilog() -> str:
               "  python -m bench --profile quick",
               "  python -m bench --profile quick --impl numba,torch --cell gru",
               "  python -m bench --T 100 --B 1,64 --H 256 --cell lstm,gru --mode training",
-              "  python -m bench --config my-grid.toml     (format: pydoc bench.cases)",
+              "  python -m bench --config my-grid.toml     (format: pydoc bench.speed.cases)",
               "  python -m bench --resume results/bench/<run-id>",
               "  python -m bench report                    (the latest run)"]
     return "\n".join(lines)
 
 
 def run_parser() -> argparse.ArgumentParser:
-    from bench.cases import DTYPES, MODES, PROFILES
-    from bench.results import RESULTS_DIR
+    from bench.speed.cases import DTYPES, MODES, PROFILES
+    from bench.speed.results import RESULTS_DIR
     parser = argparse.ArgumentParser(
         prog="python -m bench", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Measure every registered recurrent-layer implementation over a profile "
@@ -163,7 +163,7 @@ def _new_plan(parser, args):
     import torch
 
     import impls
-    from bench import cases
+    from bench.speed import cases
     if args.config:
         profile = cases.load_profile(args.config)
     elif any(getattr(args, s) is not None for s in "TBIH"):
@@ -214,8 +214,8 @@ def _run(argv: list[str]) -> int:
     parser = run_parser()
     args = parser.parse_args(argv)
     _check_combinations(parser, args)
-    from bench import results
     from bench.environment import usable_cores
+    from bench.speed import results
     try:
         if args.resume:
             run_file = results.RunFile.load(results.find_run(args.resume, args.results_dir))
@@ -248,9 +248,10 @@ def _run(argv: list[str]) -> int:
 
 
 def _measure(run_file, write_report: bool, command: list[str]) -> int:
-    from bench import report, runner
     from bench.environment import fingerprint
     from bench.progress import Progress
+    from bench.report import markdown as report
+    from bench.speed import runner
     progress = Progress(total=len(run_file.plan.cases), done=len(run_file.cases))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -273,7 +274,7 @@ def _measure(run_file, write_report: bool, command: list[str]) -> int:
 
 
 def _report(argv: list[str]) -> int:
-    from bench import results
+    from bench.speed import results
     parser = argparse.ArgumentParser(prog="python -m bench report", description=REPORT_SUMMARY
                                      + " (the latest run when RUN is not given).")
     parser.add_argument("run", nargs="?", metavar="RUN",
@@ -283,7 +284,7 @@ def _report(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="write REPORT.md and figures/ here (default: beside the results)")
     args = parser.parse_args(argv)
-    from bench import report
+    from bench.report import markdown as report
     try:
         path = (results.find_run(args.run, args.results_dir) if args.run
                 else results.latest_run(args.results_dir))

@@ -14,7 +14,7 @@ import math
 import torch
 
 import impls
-from bench.cases import Case
+from bench.speed.cases import Case
 
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16,
                 "float32": torch.float32, "float64": torch.float64}

@@ -1,11 +1,11 @@
-"""bench.cases: cases, grids, profiles, filters, TOML grids and the stored plan."""
+"""bench.speed.cases: cases, grids, profiles, filters, TOML grids and the stored plan."""
 
 import dataclasses
 
 import pytest
 
-from bench import cases
-from bench.cases import Case, Grid, Plan, Timing
+from bench.speed import cases
+from bench.speed.cases import Case, Grid, Plan, Timing
 
 
 def keys(case_list):

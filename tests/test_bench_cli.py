@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import impls
-from bench import cli, gemm_peak, results
+from bench import cli
+from bench.speed import gemm_peak, results
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--T", "5", "--B", "2", "--H", "4", "--cell", "lstm", "--mode", "inference",

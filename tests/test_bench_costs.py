@@ -1,11 +1,11 @@
-"""bench.costs: the FLOP formula against torch's FlopCounterMode, the bytes BPTT must keep."""
+"""bench.speed.costs: the FLOP formula against torch's FlopCounterMode, the bytes BPTT must keep."""
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import costs
-from bench.cases import Case
+from bench.speed import costs
+from bench.speed.cases import Case
 from bench.workload import Workload
 
 

@@ -1,4 +1,4 @@
-"""bench.fresh_process: peak memory against a known allocation, and the failure paths.
+"""bench.speed.fresh_process: peak memory against a known allocation, and the failure paths.
 
 The implementations live in a plugin module written to a temporary folder: a fresh process
 knows only what it imports, exactly as with a user's ``--plugin``.
@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from bench import fresh_process
-from bench.cases import Case
-from bench.measure import REASON_BUDGET, REASON_EXCEPTION, REASON_OOM
+from bench.speed import fresh_process
+from bench.speed.cases import Case
+from bench.speed.timing import REASON_BUDGET, REASON_EXCEPTION, REASON_OOM
 
 BALLAST_MIB = 48
 

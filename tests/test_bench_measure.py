@@ -1,11 +1,11 @@
-"""bench.measure: steadiness, interleaving, repeats and every failure path; no timing asserted."""
+"""bench.speed.timing: steadiness, interleaving, repeats and failure paths; no timing asserted."""
 
 import time
 
 import pytest
 
-from bench import measure
-from bench.cases import Timing
+from bench.speed import timing as measure
+from bench.speed.cases import Timing
 
 FAST = Timing(target_s=0.001, min_repeats=3, max_repeats=3, warmup_max_s=0.001, budget_s=30.0)
 

@@ -1,9 +1,10 @@
-"""bench.report and bench.figures from a small hand-made results file with known samples."""
+"""The report and its figures from a small hand-made results file with known samples."""
 
 import pytest
 
-from bench import costs, report, results, stats
-from bench.cases import QUICK_TIMING, Case, Plan
+from bench.report import markdown as report
+from bench.speed import costs, results, stats
+from bench.speed.cases import QUICK_TIMING, Case, Plan
 
 FAST = [1.0e-3, 1.1e-3, 0.9e-3, 1.0e-3, 1.05e-3]
 IMPLS = ["fast", "slow", "reference", "broken"]

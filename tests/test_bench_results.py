@@ -1,45 +1,18 @@
-"""bench.results: atomic writes, the versioned document, finding runs."""
+"""bench.speed.results: atomic writes, the versioned document, finding runs."""
 
 import json
 import os
 
 import pytest
 
-from bench import results
-from bench.cases import QUICK_TIMING, Case, Plan
+from bench.speed import results
+from bench.speed.cases import QUICK_TIMING, Case, Plan
 
 
 def small_plan():
     return Plan(profile="test", cases=[Case("lstm", "inference", 3, 2, 4, H) for H in (4, 8)],
                 implementations=["torch"], baseline="torch", timing=QUICK_TIMING,
                 fresh_process=False, threads=1)
-
-
-def test_write_atomic_replaces_the_file(tmp_path):
-    path = tmp_path / "r.json"
-    results.write_atomic(path, "old")
-    results.write_atomic(path, "new")
-    assert path.read_text() == "new"
-    assert os.listdir(tmp_path) == ["r.json"]
-    mask = os.umask(0)
-    os.umask(mask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # as open() would have made it
-
-
-@pytest.mark.parametrize("failing", ["fsync", "replace"])
-def test_a_write_interrupted_midway_leaves_the_old_file_whole(tmp_path, monkeypatch, failing):
-    path = tmp_path / "r.json"
-    results.write_atomic(path, "old")
-
-    def killed(*args):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(os, failing, killed)
-    with pytest.raises(KeyboardInterrupt):
-        results.write_atomic(path, "new" * 1000)
-    monkeypatch.undo()
-    assert path.read_text() == "old"
-    assert os.listdir(tmp_path) == ["r.json"]
 
 
 def test_run_file_round_trip_and_remaining(tmp_path):
@@ -66,7 +39,7 @@ def test_create_refuses_to_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize("content, match", [
-    ("{not json", "is not a JSON results file"),
+    ("{not json", "is not valid JSON"),
     (json.dumps({"schema": "something.else"}), "expected schema 'rnnbench.bench-results'"),
     (json.dumps([1, 2]), "expected schema"),
     (json.dumps({"schema": results.SCHEMA, "schema_version": 99}), "schema version 99"),

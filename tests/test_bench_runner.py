@@ -1,4 +1,4 @@
-"""bench.runner: one case's record (N/A, failures, metrics, ratios, kernel) and resuming a run."""
+"""bench.speed.runner: a case's record (N/A, failures, metrics, ratios, kernel) and resuming."""
 
 import functools
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import impls
-from bench import costs, gemm_peak, results, runner
-from bench.cases import Case, Plan, Timing
+from bench.speed import costs, gemm_peak, results, runner
+from bench.speed.cases import Case, Plan, Timing
 
 FAST = Timing(target_s=0.001, min_repeats=3, max_repeats=3, warmup_max_s=0.001, budget_s=60.0)
 CPU_F32 = (frozenset({"cpu"}), frozenset({torch.float32}))

@@ -1,9 +1,9 @@
-"""bench.stats against NumPy and an independent, hand-written bootstrap."""
+"""bench.speed.stats against NumPy and an independent, hand-written bootstrap."""
 
 import numpy as np
 import pytest
 
-from bench import stats
+from bench.speed import stats
 
 
 def numpy_percentile_bootstrap(samples, statistic, n=4000, seed=123):

@@ -15,7 +15,7 @@ import impls
 from bench import claims
 from bench.claims import dropout, gates, gradients, longrange, report, structure, training
 from bench.claims.experiment import DEPENDS, NOT_SUPPORTED, SUPPORTED, Claim, Verdict
-from bench.tasks import make_task
+from bench.training.tasks import make_task
 
 EXPECTED_IDS = ([f"A{i}" for i in range(1, 6)] + ["B1", "B2"] + [f"C{i}" for i in range(1, 7)]
                 + [f"D{i}" for i in range(1, 5)] + [f"E{i}" for i in range(1, 5)] + ["F1", "F2"])

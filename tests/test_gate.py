@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import impls
-from bench import gate, gate_worker
+from bench.gate import run as gate
+from bench.gate import worker as gate_worker
 
 
 def exact_p_greater(head, base):
@@ -194,6 +195,6 @@ def test_worker_case_selection_follows_the_registry():
 
 
 def test_gate_runs_as_a_module():
-    done = subprocess.run([sys.executable, "-m", "bench.gate", "--help"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "bench.gate.run", "--help"], capture_output=True,
                           text=True, check=True)
     assert "--min-factor" in done.stdout

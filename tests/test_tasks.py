@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.tasks import (
+from bench.training.tasks import (
     ORDER_SYMBOLS,
     REBER_SYMBOLS,
     AddingProblem,

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import impls
-from bench import accuracy
+from bench.claims import accuracy
 from bench.environment import fingerprint
-from bench.tasks import make_task
-from bench.train import (
+from bench.training.tasks import make_task
+from bench.training.trainer import (
     SequenceModel,
     TrainConfig,
     _evaluate,
@@ -132,7 +132,7 @@ def test_chunked_evaluation_equals_one_pass(task, monkeypatch):
     model = build_model(task, small(cell="gru", hidden_size=6))
     held_out = task.sample(23, torch.Generator().manual_seed(1))
     whole = _evaluate(model, task, held_out)
-    monkeypatch.setattr("bench.train.EVAL_CHUNK", 5)
+    monkeypatch.setattr("bench.training.trainer.EVAL_CHUNK", 5)
     chunked = _evaluate(model, task, held_out)
     assert chunked.keys() == whole.keys()
     for key in whole:
@@ -217,7 +217,7 @@ def test_bad_config_is_named(overrides, message):
 
 
 def test_bad_train_arguments():
-    with pytest.raises(TypeError, match="'task' must be a bench.tasks.Task, got str"):
+    with pytest.raises(TypeError, match="'task' must be a bench.training.tasks.Task, got str"):
         train("adding", small())
     with pytest.raises(TypeError, match="'config' must be a TrainConfig, got dict"):
         train(ADDING, {"cell": "lstm"})
@@ -291,7 +291,7 @@ def test_float32_implementations_agree_with_each_other(cell):
         torch.testing.assert_close(_run(name, "float32", cell)[0], first, rtol=2 * RTOL, atol=0)
 
 
-# -- the sweep (bench.accuracy): its plan, its statistics, its files -----------------------
+# -- the sweep (bench.claims.accuracy): its plan, its statistics, its files -----------------------
 
 
 def test_profile_plans_every_model_at_every_length():

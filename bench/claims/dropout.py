@@ -13,7 +13,7 @@ Dropout is a training-time operation: masks are drawn only while autograd record
 trainer evaluates under `torch.no_grad`, and so does `training.evaluate`). With p = 0 every
 scheme is the standard LSTM (tests check it against `reference`).
 
-The data: embedded Reber strings (next-symbol prediction, from `bench.tasks`) and a
+The data: embedded Reber strings (next-symbol prediction, from `bench.training.tasks`) and a
 generated sentiment-like classification task (`Polarity`, below), each from a small fixed
 training set (`training.FiniteTrainingSet`) so that there is something to overfit.
 """
@@ -39,7 +39,7 @@ from bench.claims.experiment import (
 )
 from bench.claims.longrange import listed
 from bench.claims.structure import NOTE_000
-from bench.tasks import Batch, Task, make_task
+from bench.training.tasks import Batch, Task, make_task
 
 SCHEMES = ("none", "naive", "non_recurrent", "variational")
 

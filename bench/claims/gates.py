@@ -1,6 +1,6 @@
 """Claims E1-E4: what the gates and states of a trained LSTM look like, and gate variants.
 
-An LSTM is trained on the adding task through `bench.train` (the claims' one setting),
+An LSTM is trained on the adding task through `bench.training.trainer` (the claims' one setting),
 caught after training (`training.train_and_keep`), and its weights loaded into
 `ExperimentLSTM`, an LSTM written out step by step that can record its gates and states
 and swap its gate and candidate functions. With sigmoid gates and a tanh candidate it is
@@ -28,8 +28,8 @@ from bench.claims.experiment import (
 )
 from bench.claims.longrange import listed
 from bench.claims.structure import NOTE_000, NOTE_001, NOTE_002, NOTE_003
-from bench.tasks import make_task
-from bench.train import SequenceModel
+from bench.training.tasks import make_task
+from bench.training.trainer import SequenceModel
 
 GATE_FUNCTIONS = {
     "sigmoid": torch.sigmoid,

@@ -2,10 +2,10 @@
 
 The lag profiles run the float64 `reference` layer one step at a time, so that the gradient
 reaches every intermediate state: ||dL/ds_k|| for the state s_k at lag T-k of a loss read at
-the last step (L = sum over the batch of w . h_T, w fixed and random). Weights start from the
-trainer's initialisation (`bench.train.initial_weights`, PyTorch's uniform init), so a lag
-profile describes the very networks the training experiments start from; the recurrent
-matrix is then rescaled to the spectral radius under test where one is named.
+the last step (L = sum over the batch of w . h_T, w fixed and random). Weights start from
+the trainer's initialisation (`bench.training.trainer.initial_weights`, PyTorch's uniform
+init), so a lag profile describes the very networks the training experiments start from;
+the recurrent matrix is then rescaled to the spectral radius under test where one is named.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from bench.claims.experiment import (
     table,
 )
 from bench.claims.structure import NOTE_000, NOTE_001, NOTE_002, NOTE_003, NOTE_004
-from bench.tasks import make_task
-from bench.train import TrainConfig, initial_weights
+from bench.training.tasks import make_task
+from bench.training.trainer import TrainConfig, initial_weights
 
 #: Lag-profile sizes: hidden size, sequence length, batch, seeds.
 PROFILE_SIZES = {

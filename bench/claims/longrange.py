@@ -1,6 +1,6 @@
 """Claims D1-D4: long-range dependencies, learned or not, by RNN, IRNN, LSTM and GRU.
 
-All runs go through `bench.train` with the claims' one setting (`training.describe()`).
+All runs go through `bench.training.trainer` with the claims' one setting (`training.describe()`).
 The budgets are minutes on a 2-core CPU, far below the papers' (Le et al. 2015 trained IRNNs
 for over a million steps): a verdict here says what happens *within the stated budget*, and
 the sequence lengths are chosen so that the budget separates the cells at all.
@@ -24,8 +24,8 @@ from bench.claims.experiment import (
     table,
 )
 from bench.claims.structure import NOTE_001, NOTE_002
-from bench.tasks import Batch, Task, make_task
-from bench.train import matched_hidden_size, parameter_count
+from bench.training.tasks import Batch, Task, make_task
+from bench.training.trainer import matched_hidden_size, parameter_count
 
 #: The four networks compared; IRNN is a ReLU RNN with identity W_hh and zero biases.
 VARIANTS = {

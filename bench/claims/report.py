@@ -7,11 +7,10 @@ are pure functions of the JSON: `python -m bench claims --report-only` rebuilds 
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import tempfile
 from pathlib import Path
+
+from bench import io
 
 SCHEMA_VERSION = 1
 RESULTS_DIR = Path("results")
@@ -26,43 +25,8 @@ def output_paths(profile: str, out: Path | None = None) -> dict[str, Path]:
             "figures": data / "figures"}
 
 
-NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-def _finite(value):
-    """JSON has no NaN or infinity: write them as the strings "nan", "inf", "-inf"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _restore(value):
-    """The inverse of `_finite`, so that a report rebuilt from JSON sees the same floats."""
-    if isinstance(value, str) and value in NON_FINITE:
-        return NON_FINITE[value]
-    if isinstance(value, dict):
-        return {k: _restore(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_restore(v) for v in value]
-    return value
-
-
 def write_json(results: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"schema_version": SCHEMA_VERSION, **_finite(results)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".claims-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    io.write_json(path, {"schema_version": SCHEMA_VERSION, **results})
 
 
 def load_results(path: Path) -> dict | None:
@@ -70,8 +34,7 @@ def load_results(path: Path) -> dict | None:
     path = Path(path)
     if not path.exists():
         return None
-    with open(path) as f:
-        results = _restore(json.load(f))
+    results = io.read_json(path)
     version = results.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema_version {version!r}, expected {SCHEMA_VERSION}; "

@@ -1,10 +1,10 @@
 """Claims B1-B2: is a GRU faster than an LSTM, and does it need less computation?
 
 Every registered implementation that has both cells is timed with the bench's own timing
-(`bench.measure.time_case`: warm-up until steady, repeats interleaved), LSTM and GRU of the
+(`bench.speed.timing.time_case`: warm-up until steady, repeats interleaved), LSTM and GRU of the
 same implementation interleaved within one case so that their ratio is taken under the same
-machine load. The ratio's 95% interval is `bench.stats.ratio_of_medians`; the FLOPs are
-`bench.costs.flops`; the kernel that ran is read off the output's autograd node
+machine load. The ratio's 95% interval is `bench.speed.stats.ratio_of_medians`; the FLOPs are
+`bench.speed.costs.flops`; the kernel that ran is read off the output's autograd node
 (`MkldnnRnnLayerBackward0` = oneDNN, `CudnnRnnBackward0` = cuDNN).
 
 The grid is one base point and, around it, one size varied at a time (T, B, I, H), so every
@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 import impls
-from bench.cases import Case, Timing
 from bench.claims.experiment import (
     DEPENDS,
     NOT_SUPPORTED,
@@ -29,9 +28,10 @@ from bench.claims.experiment import (
     table,
 )
 from bench.claims.structure import NOTE_002, NOTE_003
-from bench.costs import flops
-from bench.measure import time_case
-from bench.stats import ratio_of_medians, summarize
+from bench.speed.cases import Case, Timing
+from bench.speed.costs import flops
+from bench.speed.stats import ratio_of_medians, summarize
+from bench.speed.timing import time_case
 from bench.workload import Workload, kernel_label
 
 DIMENSIONS = ("T", "B", "I", "H")
@@ -197,7 +197,7 @@ def summarize_b1(m: dict) -> str:
         f"{m['grid']['base']}, then one size varied at a time: {m['grid']['vary']}. Timing: "
         f"{m['timing']['min_repeats']}-{m['timing']['max_repeats']} interleaved repeats after "
         "warm-up; ratio = median GRU time / median LSTM time with its bootstrap 95% interval; "
-        "FLOP ratio from the GEMM count (`bench.costs.flops`). Kernel: the output's "
+        "FLOP ratio from the GEMM count (`bench.speed.costs.flops`). Kernel: the output's "
         "autograd node in a forward with autograd on (the same dispatch as the timed call; "
         "oneDNN = PyTorch's fused oneDNN RNN, a generic node = a loop of ATen ops).",
         "",
@@ -289,7 +289,7 @@ def summarize_b2(m: dict) -> str:
     return "\n".join([
         "Per step and sequence, the GEMMs cost 2G H (I+H) FLOPs forward (G = 4 for LSTM, 3 "
         "for GRU), so GRU/LSTM = 3/4 exactly in inference and within 1e-2 of it in training "
-        "(`bench.costs.flops`). The elementwise work per unit is also smaller for the GRU "
+        "(`bench.speed.costs.flops`). The elementwise work per unit is also smaller for the GRU "
         "(3 nonlinearities against 5). Measured on B1's grid (medians over the grid):", "",
         table(["implementation", "mode", "FLOP ratio", "time ratio",
                "time per FLOP GRU/LSTM [min, max]", "GFLOP/s GRU/LSTM"], rows),

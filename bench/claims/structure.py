@@ -24,7 +24,7 @@ from bench.claims.experiment import (
     Verdict,
     table,
 )
-from bench.train import matched_hidden_size
+from bench.training.trainer import matched_hidden_size
 
 NOTE_000 = "000_6b4ef90b910228ae.txt"
 NOTE_001 = "001_00d2adbd02362116.txt"

@@ -1,4 +1,4 @@
-"""The claims' training runs: one setting for all of them, through `bench.train`.
+"""The claims' training runs: one setting for all of them, through `bench.training.trainer`.
 
 Every trained claim (C2-C4, D1-D4, E1-E4, F1-F2) uses the same optimiser, batch and
 implementation unless the claim itself is about one of them, so that their numbers can be
@@ -24,8 +24,8 @@ from collections.abc import Callable
 import torch
 
 import impls
-from bench.tasks import Batch, Task
-from bench.train import SequenceModel, TrainConfig, TrainResult, train
+from bench.training.tasks import Batch, Task
+from bench.training.trainer import SequenceModel, TrainConfig, TrainResult, train
 
 #: The implementation the claims train with: `scripted` was the fastest trainable one at
 #: these small sizes on the 2-core CPU (LSTM H=32, T=50, batch 32: 19 ms per step against

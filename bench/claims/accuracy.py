@@ -1,11 +1,12 @@
 """Long-dependency accuracy sweeps: loss and success against T for RNN, IRNN, LSTM and GRU.
 
-    python -m bench accuracy --profile quick       # (or python -m bench.accuracy ...)
+    python -m bench accuracy --profile quick       # (or python -m bench.claims.accuracy ...)
     python -m bench accuracy --profile default --jobs 2
     python -m bench accuracy --report-only         # figures and ACCURACY.md from the JSON
 
-A profile is a plan of training runs (bench.train) on the adding problem (bench.tasks):
-every model at every T at one hidden size, the others also at the LSTM's parameter count,
+A profile is a plan of training runs (bench.training.trainer) on the adding problem
+(bench.training.tasks): every model at every T at one hidden size, the others also at the
+LSTM's parameter count,
 several seeds; then the same small model trained by every trainable implementation, which
 must follow the same curve (they compute the same math). After each finished run the JSON
 (results/accuracy/<profile>.json) is rewritten atomically, so a killed sweep loses at most
@@ -21,10 +22,8 @@ import argparse
 import concurrent.futures
 import dataclasses
 import datetime
-import json
 import math
 import multiprocessing
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -35,9 +34,10 @@ import torch
 from scipy import stats
 
 import impls
+from bench import io as bench_io
 from bench.environment import fingerprint
-from bench.tasks import make_task
-from bench.train import TrainConfig, matched_hidden_size, parameter_count, train
+from bench.training.tasks import make_task
+from bench.training.trainer import TrainConfig, matched_hidden_size, parameter_count, train
 
 SCHEMA = "rnnbench-accuracy/1"
 RESULTS = Path("results/accuracy")
@@ -200,10 +200,7 @@ def _record(run: Run, result: dict) -> dict:
 
 def write_json(path: Path, document: dict) -> None:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(document, indent=1, allow_nan=True) + "\n")
-    os.replace(partial, path)
+    bench_io.write_json(path, document)
 
 
 def _load_done(path: Path, runs: list[Run]) -> tuple[dict[str, dict], list[dict]]:
@@ -212,7 +209,7 @@ def _load_done(path: Path, runs: list[Run]) -> tuple[dict[str, dict], list[dict]
     if not path.exists():
         return {}, []
     planned = {run.key: dataclasses.asdict(run.config) for run in runs}
-    old = json.loads(path.read_text())
+    old = bench_io.read_json(path)
     done = {r["key"]: r for r in old.get("runs", []) if planned.get(r["key"]) == r["config"]}
     if not done:
         return {}, []
@@ -484,10 +481,7 @@ def figures(document: dict, directory: Path) -> list[Path]:
 
 
 def _save(fig, path: Path) -> Path:
-    partial = path.with_name(f".{path.name}.partial.png")
-    fig.savefig(partial, dpi=110)
-    os.replace(partial, path)
-    return path
+    return bench_io.write_with(path, lambda tmp: fig.savefig(tmp, dpi=110))
 
 
 def _fmt_interval(summary: dict) -> str:
@@ -628,7 +622,7 @@ def write_report(out: Path) -> Path:
     for name in sorted(PROFILES, key=lambda n: n != "default"):
         path = out / f"{name}.json"
         if path.exists():
-            documents.append(json.loads(path.read_text()))
+            documents.append(bench_io.read_json(path))
     if not documents:
         raise FileNotFoundError(f"no accuracy results in {out}: run a profile first")
     lines = ["# Long-dependency accuracy", "",
@@ -637,11 +631,7 @@ def write_report(out: Path) -> Path:
     for document in documents:
         figures(document, out / "figures")
         lines += _profile_section(document, out / "figures")
-    report = out / "ACCURACY.md"
-    partial = report.with_name(f".{report.name}.partial")
-    partial.write_text("\n".join(lines))
-    os.replace(partial, report)
-    return report
+    return bench_io.write_text(out / "ACCURACY.md", "\n".join(lines))
 
 
 # -- command line --------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Outside `testpaths`, so a plain `pytest` never times anything; run them on purpose:
 
-    pytest bench/pytest_benchmarks --benchmark-autosave            # on the base commit
-    pytest bench/pytest_benchmarks --benchmark-compare --benchmark-compare-fail=median:10%
+    pytest benchmarks/pytest --benchmark-autosave            # on the base commit
+    pytest benchmarks/pytest --benchmark-compare --benchmark-compare-fail=median:10%
 
 Saved runs live in .benchmarks/, per machine: compare only runs taken on the same machine.
 For a gate that holds on a busy machine use `python -m bench gate`, which interleaves both

@@ -1,8 +1,8 @@
 """Issue 3's targets for the `numba` implementation, measured on this machine: prints a table.
 
-    python -m bench.numba_targets            # every row (a few minutes on 2 cores)
-    python -m bench.numba_targets --quick    # fewer repeats, for a smoke run
-    python -m bench.numba_targets --profile --out results/numba   # the committed table
+    python -m bench.report.targets            # every row (a few minutes on 2 cores)
+    python -m bench.report.targets --quick    # fewer repeats, for a smoke run
+    python -m bench.report.targets --profile --out results/numba   # the committed table
 
 Speed rows are ratios of medians taken in one run: the implementations are interleaved call
 by call after a warm-up, float32, one layer, I = H = 256, T = 100; a forward is measured under
@@ -226,7 +226,7 @@ def bptt_bytes(cell, T, B, H):
 
 
 def _child(*args):
-    out = subprocess.run([sys.executable, "-m", "bench.numba_targets", *args],
+    out = subprocess.run([sys.executable, "-m", "bench.report.targets", *args],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -330,7 +330,7 @@ def main(argv=None):
         return memory_worker(*args.memory_worker)
     if args.first_call_worker:
         return first_call_worker()
-    env = fingerprint(["python", "-m", "bench.numba_targets", *(argv or sys.argv[1:])])
+    env = fingerprint(["python", "-m", "bench.report.targets", *(argv or sys.argv[1:])])
     rows = speed_rows(args.quick) + memory_rows() + first_call_rows()
     profile = profile_rows(args.quick) if args.profile else []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -10,7 +10,7 @@ is then a forked child, a fresh process that builds, compiles and calibrates eve
 then times one block of every case per command, so that the gate can alternate the blocks of
 a base child and a head child that are alive at the same time. Protocol, one JSON line each:
 
-    gate -> server: spec (see `bench.gate.worker_spec`)  child -> gate: {impls_file, missing}
+    gate -> server: spec (see `bench.gate.run.worker_spec`)  child -> gate: {impls_file, missing}
     gate -> child:  "block"                              child -> gate: {case: seconds per call}
     gate -> child:  "done"                               child -> gate: {"done": true}, exits
 """

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.cases import Timing
+from bench.speed.cases import Timing
 from bench.workload import Workload
 
 REASON_EXCEPTION = "exception"

@@ -10,7 +10,7 @@ Schema ``rnnbench.bench-results``, version 1::
       "schema": "rnnbench.bench-results", "schema_version": 1, "run_id": "...",
       "plan": {                         # what the run measures; --resume reads it back
         "profile": "quick", "cases": [<case>, ...], "implementations": ["torch", ...],
-        "baseline": "torch", "timing": {<bench.cases.Timing fields>},
+        "baseline": "torch", "timing": {<bench.speed.cases.Timing fields>},
         "fresh_process": true, "threads": 2, "seed": 0, "plugins": []
       },
       "sessions": [                     # one per start or resume
@@ -54,12 +54,10 @@ Times are seconds, memory bytes. A reader should check ``schema`` and ``schema_v
 from __future__ import annotations
 
 import datetime
-import json
-import os
-import tempfile
 from pathlib import Path
 
-from bench.cases import Case, Plan
+from bench import io
+from bench.speed.cases import Case, Plan
 
 SCHEMA = "rnnbench.bench-results"
 SCHEMA_VERSION = 1
@@ -69,28 +67,6 @@ FILE_NAME = "results.json"
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a reader (or a kill) sees the old or the new file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would survive the rename
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def new_run_id(profile: str) -> str:
@@ -119,10 +95,7 @@ class RunFile:
     @classmethod
     def load(cls, path: Path) -> RunFile:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not a JSON results file: {exc}") from None
+        data = io.read_json(path)
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             got = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"{path}: expected schema {SCHEMA!r}, got {got!r}")
@@ -162,7 +135,7 @@ class RunFile:
         self.save()
 
     def save(self) -> None:
-        write_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
+        io.write_json(self.path, self.data)
 
 
 def run_path(results_dir: Path, run_id: str) -> Path:

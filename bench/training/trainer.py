@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import impls
-from bench.tasks import Batch, Task
+from bench.training.tasks import Batch, Task
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIMIZERS = ("adam", "rmsprop")
@@ -247,7 +247,7 @@ def train(task: Task, config: TrainConfig,
     """Train from the config's seed; divergence (NaN/inf loss or gradient) ends the run and
     is recorded, it never raises."""
     if not isinstance(task, Task):
-        raise TypeError(f"train: argument 'task' must be a bench.tasks.Task, "
+        raise TypeError(f"train: argument 'task' must be a bench.training.tasks.Task, "
                         f"got {type(task).__name__}")
     if not isinstance(config, TrainConfig):
         raise TypeError(f"train: argument 'config' must be a TrainConfig, "

@@ -19,7 +19,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench import stats
+from bench.speed import stats
 
 GRU_LSTM_FLOP_RATIO = 3 / 4
 MIB = 2 ** 20

@@ -12,10 +12,11 @@ from __future__ import annotations
 import functools
 
 import impls
-from bench import costs, fresh_process, gemm_peak, measure, stats
-from bench.cases import Case, Plan
 from bench.progress import Progress
-from bench.results import RunFile
+from bench.speed import costs, fresh_process, gemm_peak, stats
+from bench.speed import timing as measure
+from bench.speed.cases import Case, Plan
+from bench.speed.results import RunFile
 from bench.workload import Workload, unsupported_reason
 
 
@@ -45,7 +46,7 @@ def _ratios(entries: dict, baseline: str, seed: int) -> None:
 
 
 def measure_case(case: Case, plan: Plan, peaks: dict, progress: Progress | None = None) -> dict:
-    """The results record of one case (schema in `bench.results`)."""
+    """The results record of one case (schema in `bench.speed.results`)."""
     entries: dict[str, dict] = {}
     runnable = []
     for name in plan.implementations:

@@ -10,7 +10,7 @@ runs it: head = the clone's working tree, base = HEAD~1, the gate's defaults plu
 arguments given after `--`. Results: results/gate/proof.json (rewritten after every run) and
 results/gate/PROOF.md.
 
-    python -m bench.gate_proof --runs 20
+    python -m bench.gate.proof --runs 20
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from statistics import median
 
 from scipy.stats import binomtest
 
-from bench import gate
+from bench import io as bench_io
+from bench.gate import run as gate
 
 EXTRA_STEPS = 0.25
 DETECTION_BAR, FALSE_ALARM_BAR = 0.95, 0.05
@@ -166,11 +167,8 @@ def markdown(proof: dict) -> str:
 
 
 def _write(out: Path, proof: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("proof.json", json.dumps(proof, indent=1)), ("PROOF.md", markdown(proof))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / name)
+    bench_io.write_json(out / "proof.json", proof)
+    bench_io.write_text(out / "PROOF.md", markdown(proof))
 
 
 def run_gate(clone: Path, gate_args: list[str], json_path: Path) -> dict:
@@ -182,7 +180,7 @@ def run_gate(clone: Path, gate_args: list[str], json_path: Path) -> dict:
     seconds = time.perf_counter() - start
     if code == 2:
         raise RuntimeError(f"the gate could not run:\n{table.getvalue()}")
-    verdicts = json.loads(json_path.read_text())["verdicts"]
+    verdicts = bench_io.read_json(json_path)["verdicts"]
     return {
         "exit": code, "seconds": seconds, "table": table.getvalue(),
         "flagged": [v["case"] for v in verdicts if v["verdict"] == gate.REGRESSION],
@@ -191,7 +189,7 @@ def run_gate(clone: Path, gate_args: list[str], json_path: Path) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.gate_proof",
+    p = argparse.ArgumentParser(prog="python -m bench.gate.proof",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=20, help="runs per scenario (default: 20)")
     p.add_argument("--repo", type=Path, default=Path("."))
@@ -203,7 +201,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("gate_args", nargs="*", help="arguments for the gate, after --")
     args = p.parse_args(argv)
     if args.report:
-        proof = json.loads((args.out / "proof.json").read_text())
+        proof = bench_io.read_json(args.out / "proof.json")
         _write(args.out, proof)
         return _report(proof)
     if args.runs < 1:
@@ -219,7 +217,7 @@ def main(argv: list[str]) -> int:
             commits[name] = _scratch_commit(clone, base, f"gate proof: slow {name} down",
                                             SLOWDOWN.format(name=name, extra=EXTRA_STEPS))
         proof = {
-            "command": "python -m bench.gate_proof " + " ".join(argv),
+            "command": "python -m bench.gate.proof " + " ".join(argv),
             "gate_args": args.gate_args, "commit": base,
             "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {platform.machine()}",
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "extra_steps": EXTRA_STEPS,

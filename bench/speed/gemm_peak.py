@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from bench.measure import clock_for
+from bench.speed.timing import clock_for
 from bench.workload import TORCH_DTYPES
 
 #: Square sizes tried per device: a GPU needs far larger products to reach its peak.

@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from bench import figures, results
+from bench import io
+from bench.report import figures
+from bench.speed import results
 from bench.workload import kernel_label
 
 MIB = 2 ** 20
@@ -200,7 +202,7 @@ def render(data: dict, figure_paths: list[tuple[str, Path]], out_dir: Path,
         f"- × {plan['baseline']}: ratio of medians to the baseline within the same case, "
         "95% bootstrap interval. Ratios are the currency; absolute times drift between runs.",
         "- tokens/s = T·B / median time. GFLOP/s counts GEMM FLOPs only "
-        "(`bench/costs.py`: forward 2·T·B·G·H·(I+H), training 3× that less 2·B·G·H²); "
+        "(`bench/speed/costs.py`: forward 2·T·B·G·H·(I+H), training 3× that less 2·B·G·H²); "
         "% peak is against the GEMM peak measured in this run:",
     ]
     for key, peak in sorted(data["gemm_peak"].items()):
@@ -237,6 +239,6 @@ def write(results_path: Path, out_dir: Path | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     figure_paths = figures.draw(run.data, out_dir / "figures")
     report = out_dir / "REPORT.md"
-    results.write_atomic(report, render(run.data, figure_paths, out_dir, run.path))
+    io.write_text(report, render(run.data, figure_paths, out_dir, run.path))
     return report
 

@@ -33,7 +33,9 @@ from statistics import median
 
 from scipy.stats import mannwhitneyu
 
-WORKER = Path(__file__).with_name("gate_worker.py")
+from bench import io as bench_io
+
+WORKER = Path(__file__).with_name("worker.py")
 WORKING_TREE = "working tree"
 REGRESSION, FASTER, SAME = "REGRESSION", "faster", "same"
 
@@ -116,7 +118,7 @@ def format_table(verdicts: list[Verdict], missing: dict[str, str], *, alpha: flo
 
 
 def worker_spec(args: argparse.Namespace) -> dict:
-    """What each measuring process runs (read by bench/gate_worker.py)."""
+    """What each measuring process runs (read by bench/gate/worker.py)."""
     return {
         "impls": args.impl or [], "cells": args.cell, "modes": args.mode, "dtype": "float32",
         "shape": list(args.shape), "threads": args.threads, "block_seconds": args.block_seconds,
@@ -332,13 +334,12 @@ def main(argv: list[str]) -> int:
     regressions = [v.case for v in verdicts if v.verdict == REGRESSION]
     print(f"gate: {'FAIL, regression in ' + ', '.join(regressions) if regressions else 'pass'}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
+        bench_io.write_json(args.json, {
             "base": args.base, "head": args.head, "spec": spec, "rounds": args.rounds,
             "blocks": args.blocks,
             "alpha": args.alpha, "min_factor": args.min_factor, "samples": samples,
             "missing": missing, "verdicts": [asdict(v) for v in verdicts],
-        }, indent=1))
+        })
     return 1 if regressions else 0
 
 

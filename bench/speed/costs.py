@@ -24,7 +24,7 @@ n gate (W_hn h + b_hn, one more H per step) rather than recompute it.
 
 from __future__ import annotations
 
-from bench.cases import Case
+from bench.speed.cases import Case
 from impls import GATES
 
 ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}

@@ -31,8 +31,8 @@ import signal
 import statistics
 import sys
 
-from bench.cases import Case
-from bench.measure import REASON_BUDGET, REASON_EXCEPTION, REASON_OOM, clock_for, failure
+from bench.speed.cases import Case
+from bench.speed.timing import REASON_BUDGET, REASON_EXCEPTION, REASON_OOM, clock_for, failure
 
 SETTLE_WINDOW = 3
 SETTLE_TOLERANCE = 0.1
@@ -51,7 +51,7 @@ def _preload() -> list[str]:
     import impls
     lazy = [impl.factory.partition(":")[0] for impl in map(impls.get, impls.names())
             if isinstance(impl.factory, str)]
-    return ["torch", "impls", "bench.fresh_process", *sorted(set(lazy))]
+    return ["torch", "impls", "bench.speed.fresh_process", *sorted(set(lazy))]
 
 
 def _context():

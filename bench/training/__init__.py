@@ -1,0 +1,2 @@
+"""Training: the seeded long-dependency tasks and the one trainer that trains every
+trainable implementation."""

@@ -4,6 +4,9 @@ A temporary clone of the repository gets scratch commits on top of its HEAD:
 - `unchanged`: a comment appended to impls/__init__.py, a commit that changes no behaviour;
 - `slowed <impl>`: impls/__init__.py re-registers <impl> so that every call runs over 25% more
   time steps (the extra output is cut off again), i.e. 25% more recurrent work per call.
+  The gate times `Workload.call` of its own bench/workload.py, whose layer is built through
+  the registry of the tree under test (`impls.get(name).build`), so the re-registered
+  factory, hooks included, is what gets timed (tests/test_gate.py checks this).
 Runs alternate unchanged / slowed, the slowed implementation rotating over the gated ones, so
 that a change of load on the machine hits both scenarios alike. Every run is the gate as CI
 runs it: head = the clone's working tree, base = HEAD~1, the gate's defaults plus any gate
@@ -173,13 +176,18 @@ def _write(out: Path, proof: dict) -> None:
 
 def run_gate(clone: Path, gate_args: list[str], json_path: Path) -> dict:
     """One gate run, exactly as CI runs it, with its table kept out of the proof's output."""
-    table = io.StringIO()
+    table, errors = io.StringIO(), io.StringIO()
     start = time.perf_counter()
-    with contextlib.redirect_stdout(table):
-        code = gate.main(["--repo", str(clone), "--quiet", "--json", str(json_path), *gate_args])
+    try:
+        with contextlib.redirect_stdout(table), contextlib.redirect_stderr(errors):
+            code = gate.main(["--repo", str(clone), "--quiet", "--json", str(json_path),
+                              *gate_args])
+    except BaseException:  # interrupted, say: the gate's last words were captured
+        sys.stderr.write(errors.getvalue())
+        raise
     seconds = time.perf_counter() - start
     if code == 2:
-        raise RuntimeError(f"the gate could not run:\n{table.getvalue()}")
+        raise RuntimeError(f"the gate could not run:\n{errors.getvalue()}{table.getvalue()}")
     verdicts = bench_io.read_json(json_path)["verdicts"]
     return {
         "exit": code, "seconds": seconds, "table": table.getvalue(),

@@ -6,7 +6,10 @@ a per-tree process that imported torch and that tree's `impls`); the two take tu
 block at a time (base, head, head, base, ...), so that a load change on a shared machine
 weighs on both sides alike. Time is the process's CPU time by default: on a machine shared
 with other jobs the elapsed time of one call varies by a factor of two or more, its CPU time
-by far less, and more work per call shows in both. Each process yields one sample per case,
+by far less, and more work per call shows in both. What is timed is `Workload.call` of the
+gate's own `bench/workload.py` (the file beside this package), handed to both measuring
+processes by path, so that base and head are timed by one definition of the call while each
+imports its own `impls`. Each process yields one sample per case,
 the fastest of its blocks (noise only ever adds time). A case is a regression when head is
 slower by a one-sided Mann-Whitney U test, Holm-corrected over the cases, AND its median is
 at least `--min-factor` times the base's. The test alone would flag tiny real shifts nobody
@@ -21,12 +24,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import select
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import median
@@ -36,6 +43,14 @@ from scipy.stats import mannwhitneyu
 from bench import io as bench_io
 
 WORKER = Path(__file__).with_name("worker.py")
+#: The definition of the measured call that both measuring processes load by path.
+WORKLOAD = Path(__file__).resolve().parent.parent / "workload.py"
+#: Temporary directories holding the gate's worktrees start with this; each holds a lock
+#: file that its gate keeps locked while it runs, so a later gate can tell a leftover.
+WORKTREE_PREFIX = "rnnbench-gate-worktree-"
+WORKTREE_LOCK = "gate.lock"
+#: Lines of a measuring process's stderr that an error message carries.
+STDERR_LINES = 40
 WORKING_TREE = "working tree"
 REGRESSION, FASTER, SAME = "REGRESSION", "faster", "same"
 
@@ -122,7 +137,7 @@ def worker_spec(args: argparse.Namespace) -> dict:
     return {
         "impls": args.impl or [], "cells": args.cell, "modes": args.mode, "dtype": "float32",
         "shape": list(args.shape), "threads": args.threads, "block_seconds": args.block_seconds,
-        "clock": args.clock,
+        "clock": args.clock, "workload": str(WORKLOAD),
     }
 
 
@@ -141,14 +156,61 @@ def resolve(repo: Path, ref: str) -> str:
         raise ValueError(f"--base/--head: {ref!r} is not a commit in {repo}") from None
 
 
+def toplevel(repo: Path) -> Path:
+    """The root of the git repository `repo` lies in, or a ValueError that says so."""
+    try:
+        return Path(_git(repo, "rev-parse", "--show-toplevel"))
+    except (ValueError, OSError):
+        raise ValueError(f"--repo: {str(repo)!r} is not in a git repository") from None
+
+
+def _locked_by_a_running_gate(holder: Path) -> bool:
+    try:
+        with open(holder / WORKTREE_LOCK) as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no lock file: the gate died before or after holding it
+        return False
+    return False
+
+
+def prune_stale_worktrees(repo: Path) -> list[Path]:
+    """Remove worktrees that a killed gate left behind (not those of a gate still running).
+
+    Then `git worktree prune` drops the records of worktrees whose directory is gone.
+    Returns the worktrees removed.
+    """
+    removed = []
+    listing = _git(repo, "worktree", "list", "--porcelain")
+    for line in listing.splitlines():
+        if not line.startswith("worktree "):
+            continue
+        tree = Path(line.removeprefix("worktree "))
+        holder = tree.parent
+        if not holder.name.startswith(WORKTREE_PREFIX) or _locked_by_a_running_gate(holder):
+            continue
+        with contextlib.suppress(ValueError):
+            _git(repo, "worktree", "remove", "--force", str(tree))
+        shutil.rmtree(holder, ignore_errors=True)
+        removed.append(tree)
+    _git(repo, "worktree", "prune")
+    return removed
+
+
 @contextlib.contextmanager
 def checked_out(repo: Path, ref: str):
-    """The tree of `ref`: the repository itself for the working tree, else a temporary worktree."""
+    """The tree of `ref`: the repository itself for the working tree, else a temporary worktree.
+
+    The worktree is removed on leaving, also on an exception (SIGTERM is one inside `main`).
+    """
     if ref == WORKING_TREE:
         yield repo
         return
     commit = resolve(repo, ref)
-    with tempfile.TemporaryDirectory(prefix="rnnbench-gate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=WORKTREE_PREFIX) as tmp, \
+            open(Path(tmp) / WORKTREE_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         tree = Path(tmp) / commit[:12]
         _git(repo, "worktree", "add", "--detach", str(tree), commit)
         try:
@@ -171,32 +233,57 @@ class Sampler:
                 "runpy.run_path(sys.argv[0], run_name='__main__')")
         self.tree, self.timeout = tree, timeout
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill up
+        self.closed = False
+        self.registered: list[str] = []
+        # Its own session: a terminal's Ctrl-C reaches the gate only, and the gate ends the
+        # server and its forked child together (`close`).
         self.process = subprocess.Popen(
             [sys.executable, "-c", code, str(WORKER), str(threads)], cwd=tree, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+            start_new_session=True)
+
+    def stderr_tail(self, lines: int = STDERR_LINES) -> str:
+        """The last `lines` lines the measuring processes wrote to stderr."""
+        if self.stderr.closed:
+            return ""
+        self.stderr.seek(0)
+        return "".join(self.stderr.readlines()[-lines:])
 
     def _ask(self, message: str) -> dict:
-        self.process.stdin.write(message + "\n")
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write(message + "\n")
+            self.process.stdin.flush()
+        except OSError:  # it has exited; its stdout says the rest
+            pass
         ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
         line = self.process.stdout.readline() if ready else ""
         if not line:
-            self.close()
-            self.stderr.seek(0)
-            raise RuntimeError(f"gate worker for {self.tree} gave no answer within "
-                               f"{self.timeout:g} s:\n{self.stderr.read()[-3000:]}")
+            if ready:  # end of its output: it has exited, or is about to
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=10)
+                what = f"exited (status {self.process.poll()}) without an answer"
+            else:
+                what = f"gave no answer within {self.timeout:g} s"
+            tail = self.stderr_tail()
+            self.close(kill=True)
+            raise RuntimeError(f"gate worker for {self.tree} {what}; the end of its stderr:\n"
+                               f"{tail or '(empty)'}")
         reply = json.loads(line)
         if "error" in reply:
             raise RuntimeError(f"gate worker failed in {self.tree}:\n{reply['error']}")
         return reply
 
     def start(self, spec: dict) -> dict[str, str]:
-        """Fork a fresh child and let it prepare every case; returns the cases it cannot run."""
+        """Fork a fresh child and let it prepare every case; returns the cases it cannot run.
+
+        `registered` is then the implementations registered in this tree.
+        """
         reply = self._ask(json.dumps(spec))
         if not Path(reply["impls_file"]).resolve().is_relative_to(self.tree.resolve()):
             raise RuntimeError(
                 f"the worker for {self.tree} imported impls from {reply['impls_file']}: an "
                 "installed copy shadows the tree; install the project editable or not at all")
+        self.registered = reply["registered"]
         return reply["missing"]
 
     def block(self) -> dict[str, float]:
@@ -207,16 +294,50 @@ class Sampler:
         """The child exits; the next `start` forks a new one."""
         self._ask("done")
 
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.stdin.close()
+    def close(self, kill: bool = False) -> None:
+        """End the server: on end of input it exits; `kill` (or 30 s) ends it and its child."""
+        if self.closed:
+            return
+        self.closed = True
+        if not kill and self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process.stdout.close()
-        self.stderr.close()
+                kill = True
+        if kill:
+            # The group is the server's session: its forked child is in it too. While any
+            # member lives, Linux gives the group's id to no new process.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+@contextlib.contextmanager
+def sampling(tree: Path, threads: int, timeout: float):
+    """A `Sampler` that is closed on leaving, and killed at once when leaving by an exception."""
+    sampler = Sampler(tree, threads, timeout)
+    try:
+        yield sampler
+    except BaseException:
+        sampler.close(kill=True)
+        raise
+    sampler.close()
+
+
+def check_impls(requested: list[str], registered: dict[str, list[str]]) -> None:
+    """A ValueError naming every requested implementation that no side registers."""
+    known = sorted(set().union(*registered.values()))
+    unknown = [name for name in requested if name not in known]
+    if unknown:
+        raise ValueError(
+            f"--impl: unknown implementation{'s' * (len(unknown) > 1)} "
+            f"{', '.join(map(repr, unknown))} (registered in neither "
+            f"{' nor '.join(registered)}); known implementations: {', '.join(known)}")
 
 
 def collect(trees: dict[str, Path], spec: dict, rounds: int, blocks: int, timeout: float,
@@ -231,16 +352,16 @@ def collect(trees: dict[str, Path], spec: dict, rounds: int, blocks: int, timeou
     samples = {side: {} for side in trees}
     missing = {}
     with contextlib.ExitStack() as stack:
-        samplers = {}
-        for side, tree in trees.items():
-            samplers[side] = Sampler(tree, spec["threads"], timeout)
-            stack.callback(samplers[side].close)
+        samplers = {side: stack.enter_context(sampling(tree, spec["threads"], timeout))
+                    for side, tree in trees.items()}
         for r in range(rounds):
             order = list(trees) if r % 2 == 0 else list(trees)[::-1]
             times = {side: {} for side in order}
             for side in order:
                 for case, reason in samplers[side].start(spec).items():
                     missing[case] = f"{side}: {reason}"
+            if r == 0:
+                check_impls(spec["impls"], {side: s.registered for side, s in samplers.items()})
             for b in range(blocks):
                 for side in order if b % 2 == 0 else order[::-1]:
                     for case, seconds in samplers[side].block().items():
@@ -303,8 +424,32 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the gate is, so that every context it is in unwinds."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """SIGTERM raises `Terminated`, so that worktrees and measuring processes are removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str]) -> int:
-    """Run the gate; 0 = no regression, 1 = regression, 2 = could not run."""
+    """Run the gate; 0 = no regression, 1 = regression, 2 = could not run.
+
+    SIGTERM and Ctrl-C end it with exit status 143 and 130, after removing its worktree.
+    """
     args = parser().parse_args(argv)
     args.cell = args.cell or ["lstm", "gru"]
     args.mode = args.mode or ["inference", "training"]
@@ -313,17 +458,28 @@ def main(argv: list[str]) -> int:
             print(f"gate: --{name} is too small: {getattr(args, name)}", file=sys.stderr)
             return 2
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    repo = Path(_git(args.repo, "rev-parse", "--show-toplevel"))
     spec = worker_spec(args)
     try:
-        with checked_out(repo, args.base) as base_tree, checked_out(repo, args.head) as head:
-            samples, missing = collect({"base": base_tree, "head": head}, spec, args.rounds,
-                                       args.blocks, args.timeout, log)
+        with _sigterm_unwinds():
+            repo = toplevel(args.repo)
+            for tree in prune_stale_worktrees(repo):
+                if log:
+                    log(f"gate: removed the worktree {tree} that an earlier gate left behind")
+            with checked_out(repo, args.base) as base_tree, \
+                    checked_out(repo, args.head) as head:
+                samples, missing = collect({"base": base_tree, "head": head}, spec,
+                                           args.rounds, args.blocks, args.timeout, log)
         verdicts = compare(samples["base"], samples["head"], alpha=args.alpha,
                            min_factor=args.min_factor)
     except (ValueError, RuntimeError) as err:
         print(f"gate: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("gate: interrupted", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGINT) from None
+    except Terminated:
+        print("gate: terminated", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     if not verdicts:
         print("gate: no case could be measured on both sides", file=sys.stderr)
         return 2

@@ -3,86 +3,94 @@
 The gate runs this file (through runpy, so that bench/ is not put on sys.path) with PYTHONPATH
 and the working directory set to the tree under test, so `import impls` is that tree's. It
 must therefore stay free of `bench` imports: the base commit may have no `bench` package, or a
-different one, and both sides must be timed by the same code.
+different one. What is timed comes from the workload file whose path the spec carries (the
+gate's own `bench/workload.py`), loaded by path under a private module name: both trees are
+timed by that one definition (`Workload.call`, `calls_per_block`, `seconds_per_call`,
+`unsupported_reason`), while the layers come from each tree's `impls`.
 
 torch and `impls` are imported once (importing torch costs more than measuring); each sample
 is then a forked child, a fresh process that builds, compiles and calibrates every case and
 then times one block of every case per command, so that the gate can alternate the blocks of
 a base child and a head child that are alive at the same time. Protocol, one JSON line each:
 
-    gate -> server: spec (see `bench.gate.run.worker_spec`)  child -> gate: {impls_file, missing}
+    gate -> server: spec (see `bench.gate.run.worker_spec`)
+    child -> gate:  {impls_file, registered, missing}
     gate -> child:  "block"                              child -> gate: {case: seconds per call}
     gate -> child:  "done"                               child -> gate: {"done": true}, exits
 """
 
+import importlib.util
 import json
 import os
 import sys
-import time
 import traceback
 
-#: cpu: seconds this process ran on a CPU, all its threads together. Other processes on a
-#: busy machine delay a call but add little to this; more work in the call adds to it.
-#: wall: elapsed seconds, which also see waiting (locks, sleeps, a starved thread pool).
-CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+#: The name the workload file is loaded under: never `bench.workload`, which is not imported.
+WORKLOAD_MODULE = "_rnnbench_gate_workload"
+DEVICE = "cpu"
 
 
-def _cases(impls, spec, dtype):
+def load_workload(path):
+    """The workload module at `path`, loaded by path (the gate's definition of the call)."""
+    spec = importlib.util.spec_from_file_location(WORKLOAD_MODULE, path)
+    if spec is None or not os.path.isfile(path):
+        raise FileNotFoundError(f"no workload file at {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[WORKLOAD_MODULE] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[WORKLOAD_MODULE]
+        raise
+    return module
+
+
+def _cases(impls, workload, spec):
     """The requested cases this tree can run, and a reason for each one it cannot."""
     runnable, missing = [], {}
-    for impl_name in spec["impls"] or impls.names():
+    registered = impls.names()
+    for impl_name in spec["impls"] or registered:
         for cell in spec["cells"]:
             for mode in spec["modes"]:
                 case_id = f"{impl_name}/{cell}/{mode}"
-                if impl_name not in impls.names():
+                if impl_name not in registered:
                     missing[case_id] = "not registered"
                     continue
-                impl = impls.get(impl_name)
-                if not impl.supports(cell, "cpu", dtype):
-                    missing[case_id] = f"{cell} on cpu in {dtype} unsupported"
-                elif mode == "training" and not impl.trainable:
-                    missing[case_id] = "no backward pass"
+                reason = workload.unsupported_reason(impls.get(impl_name), cell, mode,
+                                                     spec["dtype"], DEVICE)
+                if reason is None:
+                    runnable.append((case_id, impl_name, cell, mode))
                 else:
-                    runnable.append((case_id, impl, cell, mode))
+                    missing[case_id] = reason
     return runnable, missing
 
 
-def _call(torch, layer, x, mode):
-    if mode == "inference":
-        with torch.no_grad():
-            layer(x)
-    else:
-        layer.zero_grad(set_to_none=True)
-        y, _ = layer(x)
-        y.sum().backward()
+def prepare(torch, impls, workload, spec):
+    """Build every case's workload, make its first call (JIT compilation), size its block.
 
-
-def _block(torch, layer, x, mode, calls, clock):
-    """Seconds per call, averaged over `calls` calls."""
-    start = clock()
-    for _ in range(calls):
-        _call(torch, layer, x, mode)
-    return (clock() - start) / calls
-
-
-def prepare(torch, impls, spec):
-    """Build every case, make its first call (JIT compilation), size its timed block."""
+    Returns ([(case, the bound `Workload.call`, calls per block)], {case: why n/a}).
+    """
+    if spec["clock"] not in workload.CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(workload.CLOCKS)}, got {spec['clock']!r}")
     torch.set_num_threads(spec["threads"])
-    dtype = getattr(torch, spec["dtype"])
-    clock = CLOCKS[spec["clock"]]
     T, B, size = spec["shape"]
-    runnable, missing = _cases(impls, spec, dtype)
+    runnable, missing = _cases(impls, workload, spec)
     prepared = []
-    for case_id, impl, cell, mode in runnable:
+    for case_id, impl_name, cell, mode in runnable:
         torch.manual_seed(0)
-        layer = impl.build(cell, input_size=size, hidden_size=size, device="cpu", dtype=dtype)
-        x = torch.randn(T, B, size, dtype=dtype)
-        _call(torch, layer, x, mode)
-        calls = 1
-        while _block(torch, layer, x, mode, calls, clock) * calls < spec["block_seconds"]:
-            calls *= 2
-        prepared.append((case_id, layer, x, mode, calls))
-    return prepared, missing, clock
+        call = workload.Workload(impl_name, cell, mode, T=T, B=B, I=size, H=size,
+                                 dtype=spec["dtype"], device=DEVICE).call
+        call()
+        calls = workload.calls_per_block(call, spec["block_seconds"], device=DEVICE,
+                                         clock=spec["clock"])
+        prepared.append((case_id, call, calls))
+    return prepared, missing
+
+
+def block(workload, prepared, clock):
+    """One timed block of every case: {case: seconds per call}."""
+    return {case_id: workload.seconds_per_call(call, calls, device=DEVICE, clock=clock)
+            for case_id, call, calls in prepared}
 
 
 def _reply(message):
@@ -92,17 +100,19 @@ def _reply(message):
 
 def sample(torch, impls, spec):
     """One forked child's life: prepare, then one block of every case per "block" command."""
-    prepared, missing, clock = prepare(torch, impls, spec)
-    _reply({"impls_file": impls.__file__, "missing": missing})
+    workload = load_workload(spec["workload"])
+    prepared, missing = prepare(torch, impls, workload, spec)
+    _reply({"impls_file": impls.__file__, "registered": impls.names(), "missing": missing})
     while sys.stdin.readline().strip() == "block":
-        _reply({case_id: _block(torch, layer, x, mode, calls, clock)
-                for case_id, layer, x, mode, calls in prepared})
+        _reply(block(workload, prepared, spec["clock"]))
     _reply({"done": True})
 
 
 def serve(threads):
     """Fork a child per spec line on stdin; the child answers the gate directly."""
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))  # before anything imports numba
+    # Before anything imports numba: its thread count (numba.get_num_threads(), which sizes
+    # the numba implementation's team) follows the gate's --threads, as torch's does.
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
     import torch
 
     import impls
@@ -112,10 +122,13 @@ def serve(threads):
         pid = os.fork()
         if pid == 0:
             try:
-                sample(torch, impls, json.loads(line))
-            except BaseException:
-                _reply({"error": traceback.format_exc()})
-            os._exit(0)
+                try:
+                    sample(torch, impls, json.loads(line))
+                except BaseException:
+                    _reply({"error": traceback.format_exc()})
+            finally:  # never return into the server's loop, whatever happened
+                sys.stderr.flush()
+                os._exit(0)
         _, status = os.waitpid(pid, 0)
         if status != 0:  # killed before it could answer (a crash in native code)
             _reply({"error": f"the measuring process died, wait status {status}"})

@@ -7,6 +7,8 @@ and a hand-written chain rule.
 
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +16,18 @@ import torch
 import impls
 from bench import claims
 from bench.claims import dropout, gates, gradients, longrange, report, structure, training
-from bench.claims.experiment import DEPENDS, NOT_SUPPORTED, SUPPORTED, Claim, Verdict
+from bench.claims.experiment import (
+    DEPENDS,
+    NOT_SUPPORTED,
+    NOTES,
+    SUPPORTED,
+    Anchor,
+    Claim,
+    Verdict,
+)
 from bench.training.tasks import make_task
+
+REPO = Path(__file__).resolve().parent.parent
 
 EXPECTED_IDS = ([f"A{i}" for i in range(1, 6)] + ["B1", "B2"] + [f"C{i}" for i in range(1, 7)]
                 + [f"D{i}" for i in range(1, 5)] + [f"E{i}" for i in range(1, 5)] + ["F1", "F2"])
@@ -28,12 +40,108 @@ def test_every_claim_of_the_notes_has_an_experiment():
     assert list(claims.CLAIMS) == EXPECTED_IDS
 
 
+#: "<file name> §<section>": a note's file name, then the section within it.
+CITATION = re.compile(r"^(\d{3}_[0-9a-f]{16}\.txt) §(\S.*)$")
+#: Claims the literature gives no figure for (exact checks, or questions no paper measured).
+WITHOUT_ANCHOR = {"A1", "A2", "A3", "A4", "B2", "C4", "D3", "E2", "E3", "E4"}
+
+
 @pytest.mark.parametrize("claim_id", EXPECTED_IDS)
-def test_claims_cite_notes_by_file_name(claim_id):
+def test_every_claim_has_a_complete_catalogue_entry(claim_id):
     claim = claims.get(claim_id)
-    cited = {note.split()[0] for note in claim.notes} - {"all"}
-    assert cited and cited <= NOTE_FILES
-    assert claim.statement and claim.rule
+    assert claim.id == claim_id
+    assert claim.statement.strip() and claim.method.strip() and claim.rule.strip()
+    assert claim.notes
+    for citation in claim.notes:
+        match = CITATION.match(citation)
+        assert match, f"{claim_id}: {citation!r} is not '<file name> §<section>'"
+        assert match.group(1) in NOTE_FILES, f"{claim_id}: no note named {match.group(1)}"
+    assert all(isinstance(a, Anchor) and a.source.strip() and a.fact.strip()
+               for a in claim.anchors)
+    assert bool(claim.anchors) == (claim_id not in WITHOUT_ANCHOR)
+
+
+def test_the_notes_legend_names_exactly_the_cited_notes():
+    assert set(NOTES) == NOTE_FILES and all(NOTES.values())
+    cited = {CITATION.match(c).group(1) for claim in claims.CLAIMS.values() for c in claim.notes}
+    assert cited == NOTE_FILES
+
+
+def test_anchor_needs_a_source_and_a_fact():
+    with pytest.raises(ValueError, match="source"):
+        Anchor("", "a figure")
+    assert str(Anchor("Pascanu et al. 2013", "x")) == "Pascanu et al. 2013: x"
+
+
+def test_catalogue_renders_every_entry_and_no_outside_path(capsys):
+    assert claims.main(["--catalogue"]) == 0
+    text = capsys.readouterr().out
+    assert text == report.catalogue_markdown(claims.CLAIMS)
+    for claim in claims.CLAIMS.values():
+        assert f"## {claim.id}\n" in text
+        assert claim.statement in text and claim.method in text and claim.rule in text
+        assert all(str(anchor) in text for anchor in claim.anchors)
+    assert "`bench/claims/gradients.py` (`measure_c1`, `decide_c1`)" in text
+    assert "../" not in text and "shared/" not in text
+
+
+def _outside_paths(markdown: Path) -> list[str]:
+    """Links and absolute paths in a committed markdown file that leave the repository."""
+    text = markdown.read_text()
+    found = re.findall(r"(?:^|[\s`(\[])(/(?:[\w.-]+/)+[\w.-]*)", text, re.M)
+    targets = re.findall(r"\]\(([^)#\s]+)", text) + re.findall(r"`(\.\./[^`\s]*)`", text)
+    for target in targets:
+        if "://" not in target and REPO not in (markdown.parent / target).resolve().parents:
+            found.append(target)
+    return found + [m for m in ("shared/claims", "shared/notes") if m in text]
+
+
+@pytest.mark.parametrize("markdown", ["results/CLAIMS.md", "results/accuracy/ACCURACY.md"])
+def test_committed_reports_name_no_path_outside_the_repository(markdown):
+    assert _outside_paths(REPO / markdown) == []
+
+
+def test_committed_claims_report_shows_the_current_catalogue():
+    text = (REPO / "results" / "CLAIMS.md").read_text()
+    for claim in claims.CLAIMS.values():
+        assert claim.statement in text and claim.method in text, claim.id
+        assert "; ".join(claim.notes) in text, claim.id
+
+
+def test_report_only_runs_no_experiment(tmp_path, monkeypatch):
+    committed = report.load_results(REPO / "results" / "claims" / "claims.json")
+    kept = {cid: committed["claims"][cid] for cid in ("A3", "A4")}
+    paths = report.output_paths("default", tmp_path)
+    report.write_json({**committed, "claims": kept}, paths["json"])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--report-only ran an experiment")
+
+    monkeypatch.setattr(claims, "run_claim", refuse)
+    assert claims.main(["--profile", "default", "--out", str(tmp_path), "--report-only"]) == 0
+    text = paths["markdown"].read_text()
+    assert "## A3\n" in text and "**Verdict: not supported**" in text and "## A1\n" not in text
+
+
+def test_accuracy_report_only_rebuilds_the_markdown_without_training(tmp_path, monkeypatch):
+    from bench.claims import accuracy
+
+    (tmp_path / "quick.json").write_bytes((REPO / "results/accuracy/quick.json").read_bytes())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--report-only trained a model")
+
+    monkeypatch.setattr(accuracy, "run_profile", refuse)
+    monkeypatch.setattr(accuracy, "figures", lambda document, directory: [])
+    assert accuracy.main(["--report-only", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "ACCURACY.md").read_text()
+    assert "## Profile `quick`" in text and "`results/CLAIMS.md`" in text
+    assert _outside_paths(tmp_path / "ACCURACY.md") == []
+
+
+def test_report_only_without_results_says_so(tmp_path, capsys):
+    assert claims.main(["--profile", "smoke", "--out", str(tmp_path), "--report-only"]) == 2
+    assert "no results" in capsys.readouterr().err
 
 
 def test_unknown_claim_lists_the_known_ones():

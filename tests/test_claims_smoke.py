@@ -27,10 +27,12 @@ def test_every_claim_gets_a_verdict_in_json_and_markdown(smoke_run):
         assert record["status"] == "ok", record.get("error")
         assert record["verdict"]["status"] in STATUSES
     markdown = (smoke_run / "CLAIMS.md").read_text()
-    for claim_id in claims.CLAIMS:
+    for claim_id, claim in claims.CLAIMS.items():
         assert f"## {claim_id}\n" in markdown
         assert f"--profile smoke --only {claim_id}`" in markdown
+        assert f"**How it is tested:** {claim.method}" in markdown
     assert results["environment"]["versions"]["torch"]
+    assert "../" not in markdown
 
 
 def test_figures_are_linked_and_written(smoke_run):

@@ -1,8 +1,14 @@
-"""The notes' claims (A1-F2 in ../shared/claims.md), one experiment each, and their runner.
+"""The notes' claims A1-F2, one experiment each, their catalogue and their runner.
 
     python -m bench claims --profile quick            # every claim, < 10 min on 2 cores
     python -m bench claims --profile default --only B1 B2
-    python -m bench claims --report-only              # CLAIMS.md and figures from the JSON
+    python -m bench claims --profile default --report-only   # CLAIMS.md and figures from the JSON
+    python -m bench claims --catalogue                # the catalogue alone, as markdown
+
+The catalogue of the claims is `CLAIMS`: each `Claim` says what the claim is (in this
+project's words), where the notes make it (file name and section), how it is tested, by
+which verdict rule, and which published figures it can be held against. The report
+(results/CLAIMS.md) renders each entry above its verdict and measurements.
 
 Each claim's measurements, verdict and error (if it raised) are written to the JSON file as
 soon as it finishes, atomically, so a failing claim is recorded and the run goes on. The
@@ -13,6 +19,7 @@ results/claims-<profile>/ so that a CI run never overwrites the committed report
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import traceback
@@ -21,13 +28,54 @@ from pathlib import Path
 import torch
 
 from bench.claims import dropout, gates, gradients, longrange, speed, structure
-from bench.claims.experiment import PROFILES, Claim, check_profile
-from bench.claims.report import load_results, output_paths, write_json, write_report
+from bench.claims.experiment import PROFILES, Anchor, Claim, check_profile
+from bench.claims.report import (
+    catalogue_markdown,
+    load_results,
+    output_paths,
+    write_json,
+    write_report,
+)
 from bench.environment import fingerprint
 
-#: Every claim, in the order of ../shared/claims.md.
+#: How B1 and B2 are tested and what they are held against. Their experiment module
+#: (bench/claims/speed.py) defines the two Claims without these catalogue fields, so they
+#: are given here and applied only to a claim that has none of its own.
+SPEED_CATALOGUE = {
+    "B1": {
+        "method": (
+            "Every registered implementation that has both cells times its LSTM and its GRU "
+            "interleaved within one case, forward only and forward plus backward, at a base "
+            "point and with one of T, B, I, H varied at a time; the GRU/LSTM time ratio of "
+            "medians with a bootstrap 95% interval is set against the FLOP ratio 3/4. The "
+            "kernel that ran is read off the output's autograd node and reported: on a CPU, "
+            "PyTorch sends nn.LSTM to a fused oneDNN kernel but nn.GRU to a loop of ATen "
+            "operations, which by itself can make the GRU the slower of the two."),
+        "anchors": (
+            Anchor("MaximumEntropy, cudnn_rnn_theano_benchmarks (GitHub)", "cuDNN 5 on a "
+                   "TITAN X: GRU/LSTM training time 0.99 at H=128 and 0.83 at H=512"),
+        ),
+    },
+    "B2": {
+        "method": (
+            "The GEMM FLOPs of one step of each cell, 2G H (I+H) per sequence forward (G = 4 "
+            "for the LSTM, 3 for the GRU), counted over B1's grid in inference and training, "
+            "with B1's measured time per FLOP shown beside them."),
+        "anchors": (),
+    },
+}
+
+
+def _with_catalogue(claim: Claim) -> Claim:
+    fields = SPEED_CATALOGUE.get(claim.id)
+    if fields is None or claim.method or claim.anchors:
+        return claim
+    return dataclasses.replace(claim, **fields)
+
+
+#: The catalogue: every claim, grouped A (structure) to F (regularisation).
 CLAIMS: dict[str, Claim] = {
-    claim.id: claim
+    claim.id: _with_catalogue(claim)
     for module in (structure, speed, gradients, longrange, gates, dropout)
     for claim in module.CLAIMS
 }
@@ -73,19 +121,30 @@ def _parser() -> argparse.ArgumentParser:
                         help="torch threads (default 1: the machines are shared, and one "
                              "thread keeps timings comparable)")
     parser.add_argument("--report-only", action="store_true",
-                        help="regenerate CLAIMS.md and figures from the existing JSON")
+                        help="regenerate CLAIMS.md and figures from the existing JSON "
+                             "(runs no experiment)")
+    parser.add_argument("--catalogue", action="store_true",
+                        help="print the catalogue of the claims (markdown) and exit")
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.catalogue:
+        print(catalogue_markdown(CLAIMS), end="")
+        return 0
     profile = check_profile(args.profile)
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     paths = output_paths(profile, args.out)
     command = "python -m bench claims " + " ".join(argv)
     if args.report_only:
-        write_report(load_results(paths["json"]), CLAIMS, paths)
+        results = load_results(paths["json"])
+        if results is None:
+            print(f"no results at {paths['json']}: run the claims of profile {profile!r} "
+                  "first (or name the profile with --profile)", file=sys.stderr)
+            return 2
+        write_report(results, CLAIMS, paths)
         print(f"wrote {paths['markdown']}")
         return 0
     ids = list(CLAIMS) if args.only is None else [get(i).id for i in args.only]

@@ -21,13 +21,17 @@ from bench.claims import training
 from bench.claims.experiment import (
     DEPENDS,
     NOT_SUPPORTED,
+    NOTE_000,
+    NOTE_001,
+    NOTE_002,
+    NOTE_003,
     SUPPORTED,
+    Anchor,
     Claim,
     Verdict,
     table,
 )
 from bench.claims.longrange import listed
-from bench.claims.structure import NOTE_000, NOTE_001, NOTE_002, NOTE_003
 from bench.training.tasks import make_task
 from bench.training.trainer import SequenceModel
 
@@ -445,16 +449,29 @@ def plot_e4(m: dict, directory: Path) -> list[Path]:
 CLAIMS = [
     Claim(
         id="E1", notes=(f"{NOTE_003} §forget gate", f"{NOTE_002} §1.3"),
-        statement="In a trained LSTM almost all gate values sit very close to 0 or 1.",
+        statement=("Once an LSTM is trained, nearly every gate activation is pinned close to "
+                   "0 or close to 1."),
+        method=("LSTMs trained on the adding problem (several seeds) are run on fresh "
+                "held-out sequences while recording every input, forget and output gate value "
+                "at every step and unit; per gate and seed, the histogram and the share of "
+                "values below 0.1 or above 0.9."),
         rule=(f"share of gate values < {SATURATION[0]} or > {SATURATION[1]} on held-out data, "
               "per gate (i, f, o) and seed: supported if above 50% for every gate in every "
               "seed, not supported if that holds for no gate, depends otherwise (naming the "
               "gates)."),
+        anchors=(Anchor("Li et al. 2018 (Towards binary-valued gates for robust LSTM "
+                        "training)", "with ordinary training only part of an LSTM's gate "
+                        "values end up near 0 or 1"),),
         measure=measure_e1, decide=decide_e1, summarize=summarize_e1, plot=plot_e1),
     Claim(
-        id="E2", notes=(f"{NOTE_000} §LSTM",),
-        statement=("When resources are tight, the gates can be replaced by a hard 0/1 "
-                   "threshold."),
+        id="E2", notes=(f"{NOTE_000} §4",),
+        statement=("Where compute is scarce, the gates may be cut to hard 0/1 values "
+                   "instead of sigmoids."),
+        method=("Two variants on the adding problem, several seeds: an LSTM trained with "
+                "ordinary sigmoid gates and one trained with hard-sigmoid gates; in each, "
+                "every gate is then replaced at inference by a step function (0 or 1, "
+                "read-out unchanged) and the held-out MSE is compared with the model's own "
+                "and with the memoryless baseline."),
         rule=(f"'usable' = held-out MSE below {USABLE_FRACTION} x baseline with every gate "
               "thresholded to 0/1 at inference. Supported if the sigmoid-trained LSTM stays "
               "usable in every seed; depends if only the hard-sigmoid-trained one does; not "
@@ -462,15 +479,24 @@ CLAIMS = [
         measure=measure_e2, decide=decide_e2, summarize=summarize_e2),
     Claim(
         id="E3", notes=(f"{NOTE_002} §2.1",),
-        statement="The cell state c changes slowly while the hidden state h changes quickly.",
+        statement=("Between steps the cell state c drifts slowly, whereas the hidden state h "
+                   "moves fast."),
+        method=("E1's trained LSTMs on held-out sequences: per unit, the mean absolute "
+                "change from one step to the next divided by the unit's standard deviation, "
+                "and the lag-1 autocorrelation, for c and for h, averaged over units."),
         rule=(f"per seed, c is 'clearly slower' if its normalised step change is below "
               f"{E3_SLOWER} x h's and its lag-1 autocorrelation is larger. Supported if clearly "
               "slower in every seed, not supported if in none, depends otherwise."),
         measure=measure_e3, decide=decide_e3, summarize=summarize_e3),
     Claim(
-        id="E4", notes=(f"{NOTE_000} §LSTM", NOTE_001),
-        statement=("Gates use a sigmoid and the candidate a tanh, because tanh is centred on "
-                   "zero with a steeper slope at 0, which trains better."),
+        id="E4", notes=(f"{NOTE_000} §4", f"{NOTE_001} §2 (gate activations)"),
+        statement=("The gates take a sigmoid and the candidate a tanh; tanh suits the "
+                   "candidate because it is centred on zero and steeper there than the "
+                   "sigmoid, which makes training go better."),
+        method=("LSTMs with the candidate's activation swapped (tanh, sigmoid, ReLU; the "
+                "gates stay sigmoid) trained on the adding problem with the same budget and "
+                "seeds; held-out MSE paired by seed, with the learning curves and steps to "
+                "the success threshold beside them."),
         rule=(f"same budget and seeds, held-out MSE paired by seed; one candidate beats the "
               f"other in a seed if its MSE is more than {E4_MARGIN:.0%} lower. Supported if "
               "tanh beats sigmoid in every seed, not supported if sigmoid beats tanh in every "

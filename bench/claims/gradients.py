@@ -21,12 +21,17 @@ from bench.claims import longrange, training
 from bench.claims.experiment import (
     DEPENDS,
     NOT_SUPPORTED,
+    NOTE_000,
+    NOTE_001,
+    NOTE_002,
+    NOTE_003,
+    NOTE_004,
     SUPPORTED,
+    Anchor,
     Claim,
     Verdict,
     table,
 )
-from bench.claims.structure import NOTE_000, NOTE_001, NOTE_002, NOTE_003, NOTE_004
 from bench.training.tasks import make_task
 from bench.training.trainer import TrainConfig, initial_weights
 
@@ -643,33 +648,69 @@ def plot_c6(m: dict, directory: Path) -> list[Path]:
 CLAIMS = [
     Claim(
         id="C1", notes=(f"{NOTE_000} §2", f"{NOTE_002} §1.2"),
-        statement=("Backpropagated through time, the gradient is a product of tanh' x W "
-                   "factors: it vanishes when W is small and explodes when W is large."),
+        statement=("Going back through time, the gradient picks up one factor tanh' x W per "
+                   "step, so a small W drives it towards zero and a large W makes it blow up."),
+        method=("Tanh RNN with W_hh rescaled to a range of spectral radii below, at and above "
+                "1, several seeds; the float64 reference layer runs step by step so that the "
+                "gradient of a loss read at the last step reaches every hidden state, and "
+                "||dL/dh_k|| is recorded against the lag T-k. The per-step factor is 10 to the "
+                "slope of log10 ||dL/dh_k|| on the lag: below 1 the gradient shrinks with "
+                "distance, above 1 it grows."),
         rule=("per spectral radius of W_hh, a seed's per-step factor is 10^(slope of log10 "
               "||dL/dh_k|| on lag); the radius 'vanishes' if every seed's factor is < 1, "
               "'explodes' if every one is > 1. Not supported if some radius < 1 does not "
               "vanish; supported if every radius < 1 vanishes and every radius > 1 explodes; "
               "depends otherwise (from which radius it explodes)."),
+        anchors=(Anchor("Pascanu, Mikolov & Bengio 2013", "for a tanh RNN (derivative "
+                        "bounded by gamma = 1), a largest singular value of W_hh below "
+                        "1/gamma is sufficient for the long-term gradient to vanish, and one "
+                        "above 1/gamma is necessary for it to explode"),),
         measure=measure_c1, decide=decide_c1, summarize=summarize_c1, plot=plot_c1),
     Claim(
-        id="C2", notes=(f"{NOTE_000} §2",),
-        statement="Exploding gradients are easily fixed by clipping the gradient.",
+        id="C2", notes=(f"{NOTE_000} §2", f"{NOTE_000} §3"),
+        statement=("Exploding gradients are the easy half of the problem: clipping the "
+                   "gradient deals with them."),
+        method=("Tanh RNNs whose W_hh starts rescaled to a spectral radius above 1 (1.5 and 2 "
+                "in the default profile) are trained on the adding problem with the claims' "
+                "optimiser, once without and once with the gradient norm clipped, over "
+                "several seeds; per run, whether it blew up "
+                "(NaN/inf, or a held-out loss far above the memoryless baseline), its peak "
+                "gradient norm and its final loss."),
         rule=(f"a run blew up if it hit NaN/inf or a held-out loss above {BLOW_UP_FACTOR:g} x "
               "baseline. Depends (nothing to fix) if no unclipped run blew up; supported if "
               "some did and no clipped run did; depends if clipping reduced the count; not "
               "supported otherwise."),
+        anchors=(Anchor("Pascanu, Mikolov & Bengio 2013", "proposed rescaling the gradient "
+                        "whenever its norm passes a threshold (norm clipping) as the remedy "
+                        "for exploding gradients"),),
         measure=measure_c2, decide=decide_c2, summarize=summarize_c2, plot=plot_c2),
     Claim(
         id="C3", notes=(f"{NOTE_000} §2",),
         statement=("A ReLU RNN whose recurrent matrix starts as the identity (IRNN) suffers "
                    "less from vanishing and exploding gradients."),
+        method=("The IRNN (ReLU, W_hh = identity and zero biases at the start), the tanh RNN "
+                "and the LSTM trained on the adding problem at increasing T, several seeds "
+                "each (the runs of D1); a run learned if its held-out loss ends clearly below "
+                "the memoryless baseline. The lag profiles of both plain RNNs at their start "
+                "are shown beside the learned rates."),
         rule=("on the adding task over T (learned as in D1): not supported if the IRNN never "
               "learns more often than the tanh RNN; supported if it does somewhere and "
               "matches the LSTM at every T; depends otherwise (up to which T)."),
+        anchors=(
+            Anchor("Arjovsky, Shah & Bengio 2016", "on the adding problem with 128 units, "
+                   "neither the tanh RNN nor the IRNN beat the 0.167 baseline at any T from "
+                   "100 to 750"),
+            Anchor("Le, Jaitly & Hinton 2015", "the IRNN took over a million training "
+                   "iterations to solve the adding problem at T=300"),
+        ),
         measure=measure_c3, decide=decide_c3, summarize=summarize_c3, plot=plot_c3),
     Claim(
         id="C4", notes=(f"{NOTE_001} §1",),
-        statement=("Using tanh rather than ReLU inside an RNN keeps the gradients stable."),
+        statement=("Inside an RNN, tanh keeps the gradients better behaved than ReLU would."),
+        method=("Tanh and ReLU RNNs with the same W_hh: lag profiles (as C1) at each spectral "
+                "radius, and training runs on the adding problem from the default "
+                "initialisation, several seeds, counting divergent runs and recording each "
+                "run's peak gradient norm."),
         rule=("same W_hh, tanh vs ReLU. Supported if ReLU's median per-step gradient factor "
               "is above tanh's at every radius tested, ReLU training runs diverge at least as "
               "often, and ReLU diverges more often or has the larger median peak gradient; "
@@ -677,22 +718,41 @@ CLAIMS = [
               "otherwise."),
         measure=measure_c4, decide=decide_c4, summarize=summarize_c4, plot=plot_c4),
     Claim(
-        id="C5", notes=(f"{NOTE_003} §long-term",),
-        statement=("What 'vanishing' really means is that the gradient is dominated by "
-                   "short-range terms; the total gradient itself does not vanish."),
+        id="C5", notes=(f"{NOTE_003} §long-term dependencies",),
+        statement=("A 'vanishing' gradient in an RNN does not go to zero as a whole: its sum "
+                   "stays of the same size, but the terms from nearby steps swamp those from "
+                   "distant ones."),
+        method=("dL/dW_hh is split into one term per step at which W_hh is used (per lag "
+                "T-k) in the float64 reference, at the trainer's default initialisation, at "
+                "two sequence lengths and several seeds, for the tanh RNN, the LSTM (forget "
+                "bias 0 and 1) and the GRU: the total gradient norm at the longer T against "
+                "the shorter, and the share of the per-lag norms beyond lags 10 and 50."),
         rule=(f"tanh RNN at default init: the total ||dL/dW_hh|| at the longer T over the "
               f"shorter must lie in {list(C5_STABLE_TOTAL)} in every seed (does not vanish) "
               f"and lags > 10 must carry under {C5_SHORT_RANGE_SHARE:.0%} of the summed "
               "per-lag norms in every seed (short-range dominated). Supported if both, "
               "depends if one, not supported if neither."),
+        anchors=(Anchor("Goodfellow, Bengio & Courville 2016, Deep Learning, section 10.7",
+                        "the gradient of a long-term interaction is exponentially smaller "
+                        "than that of short-term ones, so it is masked by them rather than "
+                        "the gradient as a whole going to zero"),),
         measure=measure_c5, decide=decide_c5, summarize=summarize_c5, plot=plot_c5),
     Claim(
-        id="C6", notes=(f"{NOTE_000} §5", f"{NOTE_004} §5", NOTE_001),
-        statement=("LSTM and GRU ease vanishing gradients: the cell state is a conveyor belt "
-                   "along which the gradient has more than one path."),
+        id="C6", notes=(f"{NOTE_000} §5", f"{NOTE_004} §summary 5", f"{NOTE_004} §appendix 1",
+                        f"{NOTE_001} §2 (vanishing gradients)"),
+        statement=("Gated cells (LSTM, GRU) soften the vanishing gradient: the LSTM's cell "
+                   "state runs like a conveyor belt, giving the gradient more than one route "
+                   "back in time."),
+        method=("Lag profiles as in C1, at the trainer's default initialisation without "
+                "rescaling, for the LSTM with forget-gate bias 0, 1 and 3 and for the GRU, "
+                "against the tanh RNN; for the LSTM the state gradient is that of (h, c) "
+                "together."),
         rule=("at the trainer's default init, per gated configuration (LSTM with forget bias "
               "0, 1, 3; GRU): 'slower decay' if its per-step factor exceeds the tanh RNN's in "
               "every seed. Supported if all configurations decay slower, depends if some do "
               "(named), not supported if none."),
+        anchors=(Anchor("Jozefowicz, Zaremba & Sutskever 2015", "adding 1 to the LSTM's "
+                        "forget-gate bias at initialisation closed most of its gap to the GRU "
+                        "across their tasks"),),
         measure=measure_c6, decide=decide_c6, summarize=summarize_c6, plot=plot_c6),
 ]

@@ -18,12 +18,17 @@ from bench.claims import training
 from bench.claims.experiment import (
     DEPENDS,
     NOT_SUPPORTED,
+    NOTE_000,
+    NOTE_001,
+    NOTE_002,
+    NOTE_003,
+    NOTE_004,
     SUPPORTED,
+    Anchor,
     Claim,
     Verdict,
     table,
 )
-from bench.claims.structure import NOTE_001, NOTE_002
 from bench.training.tasks import Batch, Task, make_task
 from bench.training.trainer import matched_hidden_size, parameter_count
 
@@ -528,40 +533,83 @@ def plot_d4(m: dict, directory: Path) -> list[Path]:
 
 CLAIMS = [
     Claim(
-        id="D1", notes=(f"{NOTE_001} §1-2", "all notes"),
-        statement=("A plain RNN cannot learn long-range dependencies, while an LSTM (and a "
-                   "GRU) can."),
+        id="D1", notes=(f"{NOTE_001} §1", f"{NOTE_001} §2", f"{NOTE_000} §3",
+                        f"{NOTE_002} §1.3", f"{NOTE_003} §LSTM", f"{NOTE_004} §summary 1"),
+        statement=("Dependencies that span many steps are beyond a plain RNN's reach but "
+                   "within an LSTM's, and a GRU's too."),
+        method=("The tanh RNN, the IRNN, the LSTM and the GRU, at one hidden size, are "
+                "trained on the adding problem and on the copy-memory task at increasing "
+                "sequence lengths T, several seeds each, with the claims' one training "
+                "setting and step budget; a run learned the dependency if its final held-out "
+                "loss lies clearly below the loss of the best model that remembers nothing. "
+                "The budget is minutes on a CPU, so a verdict holds within it."),
         rule=(f"per run, 'learned' = final held-out loss below {LEARNED_FRACTION} x the "
               "memoryless baseline. At the longest T of each task: not supported if the tanh "
               "RNN learns in any seed, or if neither gated cell learns any task in at least "
               "half the seeds; supported if the tanh RNN and the IRNN never learn and LSTM "
               "and GRU each learn in at least half on both tasks; depends otherwise (naming "
               "the gated cell and task missed within the budget, or the IRNN)."),
+        anchors=(
+            Anchor("Arjovsky, Shah & Bengio 2016", "adding problem (values from U[0,1], one "
+                   "marked in each half, target their sum; predicting the mean gives MSE "
+                   "1/6, about 0.167): with 128 units and RMSProp at 1e-3 the LSTM beat "
+                   "that baseline up to T=400, the tanh RNN and the IRNN at no T from 100 to "
+                   "750"),
+            Anchor("Arjovsky, Shah & Bengio 2016", "copy memory (reproduce 10 symbols, "
+                   "each one of 8 categories, after T blank steps and a delimiter): a model "
+                   "that remembers nothing scores 10 ln 8 / (T+20) in cross-entropy, and the "
+                   "LSTM did better than that only at T=100"),
+            Anchor("Hochreiter & Schmidhuber 1997", "in their form of the adding problem "
+                   "the LSTM solved T=100, 500 and 1000"),
+        ),
         measure=measure_d1, decide=decide_d1, summarize=summarize_d1, plot=plot_d1),
     Claim(
         id="D2", notes=(f"{NOTE_002} §3", f"{NOTE_002} §4.2"),
-        statement="A GRU reaches about the same accuracy as an LSTM.",
+        statement="A GRU ends up about as accurate as an LSTM.",
+        method=("D1's GRU and LSTM runs compared seed for seed on both tasks and every T, "
+                "once at equal hidden size and once with the GRU's hidden size raised until "
+                "its parameter count matches the LSTM's; the comparison counts the seeds in "
+                "which each cell learned."),
         rule=(f"for equal H and for equal parameter count separately: 'about the same' if "
               f"the numbers of seeds in which the GRU and the LSTM learned (as D1) differ by "
               f"at most {D2_MAX_RUN_GAP} at every task and T where either learned. Supported "
               "if both comparisons are about the same, depends if one is (or if neither cell "
               "learned anything), not supported if neither."),
+        anchors=(
+            Anchor("Chung, Gulcehre, Cho & Bengio 2014", "on polyphonic music and speech "
+                   "signal modelling neither the GRU nor the LSTM came out clearly ahead"),
+            Anchor("Jozefowicz, Zaremba & Sutskever 2015", "the GRU beat the LSTM on most of "
+                   "their tasks but not on language modelling, and a forget-gate bias of 1 "
+                   "closed most of the LSTM's gap"),
+        ),
         measure=measure_d2, decide=decide_d2, summarize=summarize_d2, plot=plot_d2),
     Claim(
         id="D3", notes=(f"{NOTE_002} §4.2",),
-        statement=("A GRU needs less training data than an LSTM; with plenty of data the LSTM "
-                   "may do better."),
+        statement=("With little training data a GRU does better than an LSTM; given plenty, "
+                   "the LSTM may pull ahead."),
+        method=("The GRU and the LSTM are trained on the adding problem from fixed pools of "
+                "training sequences of increasing size (every batch is drawn from the pool), "
+                "several seeds, and tested on fresh held-out sequences; held-out MSE against "
+                "the pool size, paired by seed."),
         rule=("compare held-out MSE paired by seed. Part 1: GRU below LSTM in every seed at "
               "the smallest training set; part 2: LSTM below GRU in every seed at the largest. "
               "Supported if both, depends if one (named), not supported if neither."),
         measure=measure_d3, decide=decide_d3, summarize=summarize_d3, plot=plot_d3),
     Claim(
-        id="D4", notes=(f"{NOTE_001} §weights",),
-        statement=("Because the weights are shared across time steps, a recurrent network "
-                   "can handle sequence lengths it never saw in training."),
+        id="D4", notes=(f"{NOTE_001} §2 (weight sharing)",),
+        statement=("Since one set of weights serves every time step, a recurrent network can "
+                   "be run on, and cope with, sequence lengths absent from its training."),
+        method=("The LSTM and the GRU are trained on adding problems whose length is drawn "
+                "from a range of short T, until they solve it or the budget ends; the same "
+                "weights, without retraining, are then tested on fresh sequences several "
+                "times longer, and each longer T is classed as handled, degraded or failed "
+                "by its held-out MSE against the baseline."),
         rule=(f"among runs that learned the training lengths, per longer test T: 'handled' if "
               f"MSE < {D4_HANDLED_FRACTION} x baseline, 'failed' if >= baseline. Supported if "
               "every run handles every test T; not supported if no run learned or all fail; "
               "depends otherwise (up to which T it carries over)."),
+        anchors=(Anchor("Pascanu, Mikolov & Bengio 2013", "an RNN trained on the temporal "
+                        "order problem at lengths 50 to 200 made no errors on lengths from 50 "
+                        "up to 5000"),),
         measure=measure_d4, decide=decide_d4, summarize=summarize_d4, plot=plot_d4),
 ]

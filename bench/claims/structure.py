@@ -19,18 +19,16 @@ import impls
 from bench.claims.experiment import (
     DEPENDS,
     NOT_SUPPORTED,
+    NOTE_002,
+    NOTE_003,
+    NOTE_004,
     SUPPORTED,
+    Anchor,
     Claim,
     Verdict,
     table,
 )
 from bench.training.trainer import matched_hidden_size
-
-NOTE_000 = "000_6b4ef90b910228ae.txt"
-NOTE_001 = "001_00d2adbd02362116.txt"
-NOTE_002 = "002_2c9e6012ecdce6e2.txt"
-NOTE_003 = "003_5fc8656dbf512f44.txt"
-NOTE_004 = "004_083bbe72d520f39b.txt"
 
 #: (input sizes, hidden sizes) whose product is the grid for A1 and A2.
 SIZE_GRIDS = {
@@ -554,8 +552,15 @@ def summarize_a5(m: dict) -> str:
 CLAIMS = [
     Claim(
         id="A1", notes=(f"{NOTE_004} §summary 2", f"{NOTE_004} §appendix 9"),
-        statement=("A simple RNN has one weight matrix and an LSTM four (forget, input, "
-                   "candidate, output), each with H rows and H+I columns."),
+        statement=("Counting weight matrices, a simple RNN has one and an LSTM four (one for "
+                   "each of the forget, input and output gates and one for the candidate); "
+                   "each of the four has H rows and H+I columns."),
+        method=("Every registered implementation builds its RNN, GRU and LSTM layers at every "
+                "(I, H) of a grid of input and hidden sizes, with no training; the parameters "
+                "are counted and the weight tensors split into per-gate matrices, then held "
+                "against G(H(I+H)+2H): G gate blocks of H x (H+I), each with the two bias "
+                "vectors of PyTorch's and cuDNN's layout (a one-bias layout has H fewer per "
+                "gate)."),
         rule=("supported if every registered implementation, for every cell and every (I, H) "
               "of the grid, has exactly G(H(I+H)+2H) parameters (G = 1, 3, 4 for RNN, GRU, "
               "LSTM) and its weights split into G matrices of H x (H+I); otherwise not "
@@ -563,21 +568,32 @@ CLAIMS = [
         measure=measure_a1, decide=decide_a1, summarize=summarize_a1, plot=plot_parameters),
     Claim(
         id="A2", notes=(f"{NOTE_002} §4.2", f"{NOTE_003} §GRU"),
-        statement="A GRU has fewer parameters than an LSTM.",
+        statement="At the same input and hidden sizes, a GRU is a smaller model than an LSTM.",
+        method=("The GRU/LSTM ratio of parameter counts at equal (I, H), per implementation, "
+                "over the same builds and grid as A1; by the formula it is 3/4 at every size."),
         rule=("supported if GRU/LSTM parameters at equal (I, H) are below 1 in every "
               "implementation and grid point (the formula says exactly 3/4); otherwise not "
               "supported."),
         measure=measure_a2, decide=decide_a2, summarize=summarize_a2),
     Claim(
         id="A3", notes=(f"{NOTE_004} §summary 3",),
-        statement="The LSTM's memory cell vector c has H+I entries.",
+        statement=("The LSTM's memory cell c is as long as the hidden and the input vector "
+                   "together: H+I numbers."),
+        method=("Every implementation's LSTM runs a short random sequence at several (I, H) "
+                "with I different from H; the shape of the final cell state c_T is read next "
+                "to that of h_T."),
         rule=("supported if c_T has H+I entries in every implementation; not supported if it "
               "has H in every one; depends otherwise."),
         measure=measure_a3, decide=decide_a3, summarize=summarize_a3),
     Claim(
         id="A4", notes=(f"{NOTE_002} §4.1",),
-        statement=("An LSTM step takes three inputs (x, h, c) and returns two states; a GRU "
-                   "step takes two (x, h) and returns one, which is also its output."),
+        statement=("Per step, an LSTM reads x, h and c and passes on the pair (h, c), while a "
+                   "GRU reads x and h and passes on h alone, which is its output as well."),
+        method=("For every implementation of both cells: each of x, the initial h and (LSTM) "
+                "the initial c is perturbed in turn to see whether the output moves; the "
+                "states returned are counted and, for the GRU, compared with the last output; "
+                "a state of the wrong arity (h alone to the LSTM, a pair to the GRU) must be "
+                "refused."),
         rule=("supported if, in every implementation, the LSTM's output changes when x, h or "
               "c changes and it returns (h, c), the GRU's when x or h changes and it returns h "
               "alone, equal to its last output, and a state of the other arity is refused; "
@@ -585,13 +601,29 @@ CLAIMS = [
         measure=measure_a4, decide=decide_a4, summarize=summarize_a4),
     Claim(
         id="A5", notes=(f"{NOTE_002} §3", f"{NOTE_003} §GRU"),
-        statement=("The GRU updates h_t = (1-z) h_(t-1) + z h~, and (1-z) plays the input "
-                   "gate while z plays the forget gate."),
+        statement=("The notes write the GRU's new state as h_t = (1-z) h_(t-1) + z h~ and "
+                   "then describe (1-z) as the input gate and z as the forget gate."),
+        method=("A float64 GRU written from the notes' equations is loaded with random "
+                "PyTorch-layout weights whose update-gate rows are negated (turning z into "
+                "1-z) and compared with every implementation, which follow PyTorch's form "
+                "h_t = (1-z) n + z h_(t-1). Then z is pinned to 0 and to 1 through its bias "
+                "in each form, to see which setting keeps the old state; and a variant that "
+                "applies the reset gate before the recurrent product (not after it, as "
+                "PyTorch and cuDNN do) shows that placement changes the model."),
         rule=(f"not supported if the notes' update rule, loaded with PyTorch's weights after "
               f"negating the update gate (z -> 1-z), differs from any implementation by more "
               f"than {A5_TOLERANCE_ULPS} ulp of its dtype; supported if it matches and, in "
               "the notes' own form, pinning z to 1 keeps the old state (z a forget gate); "
               "depends (on the convention) if it matches but z -> 1 keeps the old state only "
               "in PyTorch's form."),
+        anchors=(
+            Anchor("Cho et al. 2014", "the GRU as first proposed applies the reset gate to "
+                   "h_(t-1) before the recurrent matrix product; PyTorch and cuDNN apply it "
+                   "to the product ('reset after'), a different model with the same "
+                   "parameter count"),
+            Anchor("PyTorch documentation (torch.nn.GRU)", "h_t = (1 - z_t) * n_t + z_t * "
+                   "h_(t-1): z near 1 keeps the old state, so in this convention z acts as "
+                   "the forget gate and 1-z as the input gate"),
+        ),
         measure=measure_a5, decide=decide_a5, summarize=summarize_a5),
 ]

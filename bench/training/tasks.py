@@ -14,7 +14,9 @@ temporal order) or *per step* (an output at every step: copy, Reber). Sequences 
 length are padded after their end with zeros; `batch.lengths` says where each one ends, and
 a causal model's outputs at the padding are never read.
 
-Definitions and anchors: ../shared/claims.md, section "Synthetic tasks", claims D1-D4.
+The claims catalogue (`bench.claims.CLAIMS`; D1-D4 and the trained claims of groups C, E
+and F) says which claim uses which task and gives the published figures they are held
+against.
 """
 
 from __future__ import annotations
@@ -432,7 +434,7 @@ ORDER_SYMBOLS = "EBabcdXY"
 
 
 class TemporalOrder(Task):
-    """Classify the order of two X/Y symbols hidden among distractors (1997, task 6a).
+    """Classify the order of two X/Y symbols hidden among distractors (1997, experiment 6a).
 
     Symbols E, B, a, b, c, d, X, Y one-hot. The sequence starts with E and ends with the
     trigger B; the rest are random distractors a-d except at t1 and t2, which are X or Y.

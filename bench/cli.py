@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
 import os
 import signal
 import sys
@@ -26,8 +27,8 @@ DELEGATED = {
 REPORT_SUMMARY = "regenerate REPORT.md and figures/ from a results file"
 
 
-def _list_of(kind):
-    """An argparse type for a comma-separated list of `kind` values."""
+def _list_of(kind, name: str | None = None):
+    """An argparse type for a comma-separated list of `kind` values (`name` in errors)."""
     def parse(text: str):
         items = [t.strip() for t in text.split(",") if t.strip()]
         if not items:
@@ -36,8 +37,20 @@ def _list_of(kind):
             return [kind(t) for t in items]
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected comma-separated {kind.__name__} values, got {text!r}") from None
+                f"expected comma-separated {name or kind.__name__} values, got {text!r}"
+            ) from None
     return parse
+
+
+def _threads(text: str):
+    """A core budget on the command line: a positive int or 'all'."""
+    from bench.speed.cases import ALL_CORES
+    if text == ALL_CORES:
+        return text
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
 
 
 def _epilog() -> str:
@@ -93,8 +106,11 @@ def run_parser() -> argparse.ArgumentParser:
                       help="import MODULE first, e.g. one that registers your own "
                            "implementation with impls.register (repeatable)")
     how = parser.add_argument_group("how to measure")
-    how.add_argument("--threads", type=int, help="torch threads (default: the usable cores); "
-                     "NUMBA_NUM_THREADS defaults to cores // threads")
+    how.add_argument("--threads", type=_list_of(_threads, "positive int or 'all'"),
+                     metavar="N|all[,...]",
+                     help="core budgets: every implementation gets N threads (torch, numba, "
+                          "and the BLAS under each) in a case; 'all' = the usable cores. "
+                          "Sets a custom grid's budgets (default: all), filters a profile's")
     how.add_argument("--repeats", type=int, metavar="N",
                      help="exactly N timed calls per implementation and case (>= 3)")
     how.add_argument("--budget", type=float, metavar="SECONDS",
@@ -129,26 +145,19 @@ def _check_combinations(parser: argparse.ArgumentParser, args) -> None:
         if given or args.plugin:
             parser.error("--resume continues the plan stored in the results file; drop "
                          f"{', '.join(given + ['--plugin'] * bool(args.plugin))}")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be a positive int, got {args.threads}")
     if args.repeats is not None and args.repeats < 3:
         parser.error(f"--repeats must be at least 3, got {args.repeats}")
-    if args.budget is not None and args.budget <= 0:
-        parser.error(f"--budget must be a positive number of seconds, got {args.budget}")
+    if args.budget is not None and not (math.isfinite(args.budget) and args.budget > 0):
+        parser.error(f"--budget must be a positive, finite number of seconds, got "
+                     f"{args.budget}")
 
 
-def _set_threads(threads: int) -> None:
-    """torch threads, and numba's so that numba x BLAS threads stays within the cores.
-
-    numba reads NUMBA_NUM_THREADS when it is imported, so a value set by the user, or a numba
-    already imported, is left alone (the fingerprint records what numba got).
-    """
-    import torch
-
+def _allow_numba_every_core() -> None:
+    """numba's thread count can only be lowered at run time, below NUMBA_NUM_THREADS, which
+    numba reads once on import: let it reach every usable core, and each case sets its own."""
     from bench.environment import usable_cores
     if "numba" not in sys.modules:
-        os.environ.setdefault("NUMBA_NUM_THREADS", str(max(1, usable_cores() // threads)))
-    torch.set_num_threads(threads)
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(usable_cores()))
 
 
 def _import_plugins(modules: list[str]) -> None:
@@ -163,17 +172,27 @@ def _new_plan(parser, args):
     import torch
 
     import impls
+    from bench.environment import usable_cores
     from bench.speed import cases
+    cores = usable_cores()
+    budgets = None
+    if args.threads is not None:
+        budgets = [cores if t == cases.ALL_CORES else t for t in args.threads]
+        if max(budgets) > cores:
+            parser.error(f"--threads {max(budgets)} is more than the {cores} usable cores: "
+                         "the implementations would fight over them")
     if args.config:
         profile = cases.load_profile(args.config)
     elif any(getattr(args, s) is not None for s in "TBIH"):
         profile = cases.grid_profile(T=args.T or [100], B=args.B or [64], H=args.H or [256],
                                      I=args.I, cells=args.cell, modes=args.mode,
-                                     dtypes=args.dtype, devices=args.device)
+                                     dtypes=args.dtype, devices=args.device,
+                                     threads=budgets)
     else:
         profile = cases.PROFILES[args.profile or "default"]
-    selected = cases.select(profile.cases(torch.cuda.is_available()), cells=args.cell,
-                            modes=args.mode, dtypes=args.dtype, devices=args.device)
+    selected = cases.select(profile.cases(torch.cuda.is_available(), cores), cells=args.cell,
+                            modes=args.mode, dtypes=args.dtype, devices=args.device,
+                            threads=budgets)
     names = args.impl or impls.names()
     for name in names:
         impls.get(name)  # an unknown name lists the known ones
@@ -187,19 +206,17 @@ def _new_plan(parser, args):
         timing = dataclasses.replace(timing, budget_s=args.budget)
     return cases.Plan(profile=profile.name, cases=selected, implementations=list(names),
                       baseline=args.baseline, timing=timing, fresh_process=args.fresh_process,
-                      threads=torch.get_num_threads(), seed=args.seed,
-                      plugins=list(args.plugin))
+                      seed=args.seed, plugins=list(args.plugin))
 
 
 def _print_plan(plan) -> None:
-    import impls
-    from bench.workload import unsupported_reason
+    from bench.speed.runner import case_unsupported
     print(f"profile {plan.profile}: {len(plan.cases)} cases, baseline {plan.baseline}, "
-          f"{plan.threads} torch thread(s)")
+          f"{plan.timing.workers} worker processes per case")
     for case in plan.cases:
         runs, skipped = [], []
         for name in plan.implementations:
-            reason = unsupported_reason(impls.get(name), case)
+            reason = case_unsupported(name, case)
             (runs if reason is None else skipped).append(name if reason is None
                                                          else f"{name} ({reason})")
         na = f"; N/A: {', '.join(skipped)}" if skipped else ""
@@ -214,17 +231,16 @@ def _run(argv: list[str]) -> int:
     parser = run_parser()
     args = parser.parse_args(argv)
     _check_combinations(parser, args)
-    from bench.environment import usable_cores
     from bench.speed import results
+    _allow_numba_every_core()
     try:
         if args.resume:
             run_file = results.RunFile.load(results.find_run(args.resume, args.results_dir))
             plan = run_file.plan
-            threads, plugins = plan.threads, plan.plugins
+            plugins = plan.plugins
         else:
             run_file = None
-            threads, plugins = args.threads or usable_cores(), args.plugin
-        _set_threads(threads)
+            plugins = args.plugin
         _import_plugins(plugins)
         if run_file is None:
             plan = _new_plan(parser, args)

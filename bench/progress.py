@@ -52,9 +52,9 @@ class Progress:
             self.stream.write("\r\x1b[2K" + self.line())
             self.stream.flush()
 
-    def advance(self, finished: str) -> None:
-        """One more case done."""
-        self.done += 1
+    def advance(self, finished: str, count: int = 1) -> None:
+        """`count` more cases done."""
+        self.done += count
         self.activity = finished
         self.stream.write(("\r\x1b[2K" if self.live else "") + self.line()
                           + ("" if self.live else "\n"))

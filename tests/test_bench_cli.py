@@ -16,6 +16,7 @@ import torch
 
 import impls
 from bench import cli
+from bench.environment import usable_cores
 from bench.speed import gemm_peak, results
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,11 +47,13 @@ impls.register(impls.Implementation(
     devices=frozenset({"cpu"}), dtypes=frozenset({torch.float32}), trainable=True))
 '''
 
-# Three cases of about 1.5 s each (the sleepy layer), so a SIGTERM lands midway.
+# Three cases of a few seconds each (the sleepy layer, in three workers), so a SIGTERM
+# lands midway.
 GRID = """
 cells = ["rnn_tanh"]
 modes = ["inference"]
 devices = ["cpu"]
+threads = [1]
 [[grid]]
 T = [5]
 B = [2]
@@ -101,8 +104,11 @@ def test_help_documents_subcommands_and_profiles(capsys):
     (["--profile", "fastest"], "invalid choice: 'fastest'"),
     (["--cell", "bogus", "--list"], "--cell must be one of"),
     (["--impl", "scripted", "--list"], "--baseline torch is not among the implementations"),
-    (["--threads", "0"], "--threads must be a positive int, got 0"),
-    (["--budget", "-1"], "--budget must be a positive number of seconds"),
+    (["--threads", "0"], "expected comma-separated positive int or 'all' values, got '0'"),
+    (["--T", "8", "--threads", "4096"], "--threads 4096 is more than the"),
+    (["--budget", "-1"], "--budget must be a positive, finite number of seconds"),
+    (["--budget", "nan"], "--budget must be a positive, finite number of seconds, got nan"),
+    (["--budget", "inf"], "--budget must be a positive, finite number of seconds, got inf"),
     (["--profile", "quick", "--dtype", "float64", "--list"], "no case matches the filters"),
     (["--plugin", "bench_no_such_plugin", "--list"], "--plugin bench_no_such_plugin: cannot "),
     (["--config", "/nonexistent/grid.toml", "--list"], "No such file or directory"),
@@ -124,8 +130,10 @@ def test_report_without_runs_says_what_to_do(tmp_path, capsys):
 def test_list_shows_cases_and_na(capsys):
     assert cli.main(["--profile", "numba-targets", "--list"]) == 0
     out = capsys.readouterr().out
-    assert "profile numba-targets: 10 cases, baseline torch" in out
-    assert "  lstm/training/T1000/B32/I128/H128/float32/cpu: " in out
+    cores = usable_cores()
+    cases = 10 + 8 * (cores > 1)  # the B=1 and B=64 cases also on one core
+    assert f"profile numba-targets: {cases} cases, baseline torch, 3 worker processes" in out
+    assert f"  lstm/training/T1000/B32/I128/H128/float32/cpu/t{cores}: " in out
     assert "N/A: reference (no float32 support (has float64))" in out
 
 
@@ -154,8 +162,9 @@ def test_a_run_writes_results_and_report_then_resumes_as_done(tmp_path, capsys,
     path = results.run_path(tmp_path, "tiny")
     assert f"results: {path}" in out and "report: " in out
     data = json.loads(path.read_text())
-    assert [r["key"] for r in data["cases"]] == ["lstm/inference/T5/B2/I4/H4/float32/cpu"]
-    assert data["plan"]["threads"] == 1
+    assert [r["key"] for r in data["cases"]] == ["lstm/inference/T5/B2/I4/H4/float32/cpu/t1"]
+    entry = data["cases"][0]["implementations"]["torch"]
+    assert entry["threads"]["torch"] == 1 and len(entry["samples_s"]) == 3
     assert data["sessions"][0]["environment"]["command"] == ["python", "-m", "bench", *argv]
     assert (path.parent / "REPORT.md").is_file()
 
@@ -181,7 +190,7 @@ def test_sigterm_midway_then_resume(tmp_path, monkeypatch, capsys, small_gemm_pe
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(plugin_dir)]))
     argv = ["--config", str(tmp_path / "grid.toml"), "--impl", "torch,test-sleepy",
             "--plugin", "bench_test_sleepy_plugin", "--no-fresh-process", "--no-report",
-            "--threads", "1", "--results-dir", str(tmp_path), "--run-id", "killed"]
+            "--results-dir", str(tmp_path), "--run-id", "killed"]
     path = results.run_path(tmp_path, "killed")
     proc = subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -209,6 +218,6 @@ def test_sigterm_midway_then_resume(tmp_path, monkeypatch, capsys, small_gemm_pe
         sys.modules.pop("bench_test_sleepy_plugin", None)
     final = json.loads(path.read_text())
     assert [r["key"] for r in final["cases"]] == [
-        f"rnn_tanh/inference/T5/B2/I{H}/H{H}/float32/cpu" for H in (4, 6, 8)]
+        f"rnn_tanh/inference/T5/B2/I{H}/H{H}/float32/cpu/t1" for H in (4, 6, 8)]
     assert final["cases"][:len(done)] == done
     assert all(e["status"] == "ok" for r in final["cases"] for e in r["implementations"].values())

@@ -16,7 +16,7 @@ def test_flops_match_the_products_torch_counts(impl, cell, mode):
     # Both implementations run as plain ATen products, which FlopCounterMode counts;
     # Workload.call is exactly what the benchmark times.
     case = Case(cell, mode, T=5, B=3, I=7, H=6)
-    workload = Workload(case, impl)
+    workload = Workload(impl, **case.workload_args())
     with FlopCounterMode(display=False) as counter:
         workload.call()
     assert costs.flops(case) == counter.get_total_flops()
@@ -48,10 +48,10 @@ def test_must_keep_bytes():
 
 def test_workload_inference_builds_no_graph_and_training_fills_gradients():
     torch.manual_seed(0)
-    inference = Workload(Case("gru", "inference", T=4, B=2, I=3, H=5), "torch")
+    inference = Workload("torch", **Case("gru", "inference", T=4, B=2, I=3, H=5).workload_args())
     inference.call()
     assert all(p.grad is None for p in inference.params)
-    training = Workload(Case("gru", "training", T=4, B=2, I=3, H=5), "torch")
+    training = Workload("torch", **Case("gru", "training", T=4, B=2, I=3, H=5).workload_args())
     training.call()
     assert training.x.grad is not None
     assert all(p.grad is not None for p in training.params)

@@ -1,88 +1,28 @@
 """bench.speed.fresh_process: peak memory against a known allocation, and the failure paths.
 
-The implementations live in a plugin module written to a temporary folder: a fresh process
-knows only what it imports, exactly as with a user's ``--plugin``.
+The implementations live in tests/plugins: a fresh process knows only what it imports,
+exactly as with a user's ``--plugin``.
 """
 
 import sys
 
 import pytest
+from rnnbench_test_impls import BALLAST_MIB
 
 from bench.speed import fresh_process
 from bench.speed.cases import Case
-from bench.speed.timing import REASON_BUDGET, REASON_EXCEPTION, REASON_OOM
-
-BALLAST_MIB = 48
-
-PLUGIN = f'''
-import os, signal, time
-import torch
-import impls
-
-
-def _native(cell, input_size, hidden_size, device, dtype):
-    return impls.get("torch-native").build(cell, input_size=input_size,
-                                           hidden_size=hidden_size, device=device, dtype=dtype)
-
-
-def _with(run_instead):
-    def factory(cell, input_size, hidden_size, device, dtype):
-        layer = _native(cell, input_size, hidden_size, device, dtype)
-        layer.run = run_instead(layer.run)
-        return layer
-    return factory
-
-
-def _ballast(run):
-    def heavy(x, h0, c0):
-        extra = torch.ones({BALLAST_MIB} * 2 ** 20 // 4)  # written, so resident
-        out = run(x, h0, c0)
-        del extra
-        return out
-    return heavy
-
-
-def _raises(run):
-    def broken(x, h0, c0):
-        raise RuntimeError("broken kernel")
-    return broken
-
-
-def _killed(run):
-    def killed(x, h0, c0):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return killed
-
-
-def _hangs(run):
-    def hangs(x, h0, c0):
-        time.sleep(600)
-    return hangs
-
-
-for name, wrap in (("ballast", _ballast), ("raises", _raises), ("killed", _killed),
-                   ("hangs", _hangs)):
-    impls.register(impls.Implementation(
-        name="test-" + name, factory=_with(wrap), cells=frozenset(impls.CELLS),
-        devices=frozenset({{"cpu"}}), dtypes=frozenset({{torch.float32}}), trainable=True),
-        replace=True)
-'''
+from bench.speed.timing import REASON_CRASHED, REASON_EXCEPTION, REASON_TIMEOUT
 
 CASE = Case("lstm", "inference", T=10, B=2, I=16, H=16)
 
 
 @pytest.fixture(scope="module")
-def plugin(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("plugin")
-    (folder / "bench_test_fresh_plugin.py").write_text(PLUGIN)
-    sys.path.insert(0, str(folder))
-    yield "bench_test_fresh_plugin"
-    sys.path.remove(str(folder))
+def plugin():
+    return "rnnbench_test_impls"
 
 
 def measure(impl, plugin, budget_s=120.0, case=CASE):
-    return fresh_process.measure(case, impl, seed=0, threads=1, plugins=[plugin],
-                                 budget_s=budget_s)
+    return fresh_process.measure(case, impl, seed=0, plugins=[plugin], budget_s=budget_s)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak RSS reset is Linux's")
@@ -124,12 +64,18 @@ def test_an_exception_in_the_fresh_process_is_reported(plugin):
     assert "broken kernel" in result["message"]
 
 
-def test_a_killed_fresh_process_reads_as_out_of_memory(plugin):
+def test_a_killed_fresh_process_is_recorded_as_crashed(plugin):
     result = measure("test-killed", plugin)
-    assert result["reason"] == REASON_OOM
-    assert "SIGKILL" in result["message"]
+    assert result["reason"] == REASON_CRASHED
+    assert "SIGKILL" in result["message"] and "out-of-memory" in result["message"]
 
 
-def test_a_hanging_fresh_process_fails_on_its_budget(plugin):
+def test_a_segfault_is_recorded_with_its_signal(plugin):
+    result = measure("test-segfault", plugin)
+    assert result["reason"] == REASON_CRASHED
+    assert "SIGSEGV" in result["message"]
+
+
+def test_a_hanging_fresh_process_is_killed_on_its_budget(plugin):
     result = measure("test-hangs", plugin, budget_s=1.0)
-    assert result["reason"] == REASON_BUDGET
+    assert result["reason"] == REASON_TIMEOUT

@@ -11,11 +11,18 @@ IMPLS = ["fast", "slow", "reference", "broken"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def per_process(samples):
+    """The samples as three worker processes would give them (in another order each)."""
+    return [samples, samples[::-1], samples[1:] + samples[:1]]
+
+
 def entry(samples, case, baseline_samples, peak_factor):
+    samples, baseline_samples = per_process(samples), per_process(baseline_samples)
     median = stats.summarize(samples)["median"]
     must_keep = costs.must_keep_bytes(case)
     return {
-        "status": "ok", "first_call_s": 0.5, "warmup_s": samples[:3], "steady": True,
+        "status": "ok", "first_call_s": 0.5, "warmup_s": [s[:3] for s in samples],
+        "steady": True, "threads": {"torch": case.threads, "numba": case.threads},
         "samples_s": samples, "autograd_node": "MkldnnRnnLayerBackward0",
         "time": stats.summarize(samples), "tokens_per_s": case.T * case.B / median,
         "gflops": costs.flops(case) / median / 1e9, "peak_fraction": 0.01,
@@ -33,7 +40,8 @@ def record(case):
     fast = [s * scale * case.H / 8 * case.T / 10 for s in FAST]
     slow = [2 * s for s in fast]
     return {
-        "key": case.key, "case": case.to_dict(), "flops": costs.flops(case),
+        "key": case.key, "group": case.group, "case": case.to_dict(),
+        "flops": costs.flops(case),
         "must_keep_bytes": costs.must_keep_bytes(case),
         "implementations": {
             "fast": entry(fast, case, fast, 2.0),
@@ -48,12 +56,12 @@ def record(case):
 @pytest.fixture(scope="module")
 def results_file(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("results")
-    measured = [Case(cell, "inference", T=10, B=4, I=H, H=H)
-                for cell in ("lstm", "gru") for H in (8, 16)]
-    measured += [Case("lstm", "training", T=T, B=4, I=8, H=8) for T in (10, 20)]
-    unfinished = Case("lstm", "training", T=40, B=4, I=8, H=8)
+    measured = [Case(cell, "inference", T=10, B=4, I=H, H=H, threads=threads)
+                for threads in (2, 1) for cell in ("lstm", "gru") for H in (8, 16)]
+    measured += [Case("lstm", "training", T=T, B=4, I=8, H=8, threads=2) for T in (10, 20)]
+    unfinished = Case("lstm", "training", T=40, B=4, I=8, H=8, threads=2)
     plan = Plan(profile="fixture", cases=measured + [unfinished], implementations=IMPLS,
-                baseline="fast", timing=QUICK_TIMING, fresh_process=True, threads=1)
+                baseline="fast", timing=QUICK_TIMING, fresh_process=True)
     run = results.RunFile.create(results.run_path(tmp_path, "fixture-run"), "fixture-run", plan)
     environment = {
         "date": "2025-01-01T00:00:00+00:00", "command": ["python", "-m", "bench"],
@@ -66,7 +74,8 @@ def results_file(tmp_path_factory):
     }
     run.data["sessions"] = [{"started": "2025-01-01T00:00:00+00:00", "finished": None,
                              "environment": environment}]
-    run.data["gemm_peak"] = {"cpu/float32": {"gflops": 100.0, "n": 1024, "per_size": {}}}
+    run.data["gemm_peak"] = {"cpu/float32/t2": {"gflops": 100.0, "n": 1024, "per_size": {}},
+                             "cpu/float32/t1": {"gflops": 50.0, "n": 1024, "per_size": {}}}
     run.data["cases"] = [record(c) for c in measured]
     run.save()
     return run.path
@@ -80,7 +89,8 @@ def text(results_file):
     return path.read_text()
 
 
-def table_row(text, impl, first_cell):
+def table_row(text, impl, first_cell, section="## lstm inference, 2 cores (all) (cpu, float32)"):
+    text = text[text.index(section):]
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) > 6 and cells[5] == impl and cells[0] == first_cell:
@@ -90,20 +100,23 @@ def table_row(text, impl, first_cell):
 
 def test_report_tables_ratios_na_and_failures(text):
     assert text.startswith("# rnnbench results: fixture-run")
-    assert "**Incomplete run: 6 of 7 cases.**" in text
-    assert "## lstm inference (cpu, float32)" in text
-    assert "## gru inference (cpu, float32)" in text
-    assert "cpu/float32: 100.0 GFLOP/s (n = 1024)" in text
+    assert "**Incomplete run: 10 of 11 cases.**" in text
+    assert "## lstm inference, 2 cores (all) (cpu, float32)" in text
+    assert "## gru inference, 1 core (cpu, float32)" in text
+    assert "cpu/float32/t2: 100.0 GFLOP/s (n = 1024)" in text
+    assert text.index("cores (all)") < text.index(", 1 core")  # all cores first
     assert "| git commit | abc123 |" in text
 
     fast = table_row(text, "fast", "10")
     assert fast[:4] == ["10", "4", "8", "8"]
     assert fast[6] == "oneDNN (MkldnnRnnLayerBackward0)"
     assert fast[7].startswith("1 [")                   # median 1 ms
+    assert fast[9] == "15/3"                           # samples / processes
     assert fast[10].startswith("1.00 [")               # itself
     peak_mib = 2 * costs.must_keep_bytes(Case("lstm", "inference", 10, 4, 8, 8)) / 2 ** 20
     assert fast[13] == f"{peak_mib:.3g} (2.00×)"
     assert fast[14] == "250"                           # fresh-process first call, ms
+    assert fast[15] == "2/2"                           # threads that ran: torch/numba
     slow = table_row(text, "slow", "")
     assert slow[10].startswith("2.00 [")
     na = table_row(text, "reference", "")
@@ -111,20 +124,28 @@ def test_report_tables_ratios_na_and_failures(text):
     assert set(na[8:]) == {"–"}                        # N/A never shows a number
     broken = table_row(text, "broken", "")
     assert broken[7] == "failed (exception): RuntimeError: boom"
-    assert "| lstm/inference/T10/B4/I8/H8/float32/cpu | broken | timing | exception |" in text
+    assert ("| lstm/inference/T10/B4/I8/H8/float32/cpu/t2 | broken | timing | exception |"
+            in text)
+
+
+def test_the_report_opens_with_the_fastest_kernel_per_case(text):
+    assert text.index("## Which kernel here?") < text.index("## Environment")
+    assert ("| 2 cores (all) | lstm | inference | 10 | 4 | 8 | 8 | **fast** 1 ms | slow 2.00× "
+            "slower [") in text
 
 
 def test_gru_lstm_ratio_is_tabled_beside_the_flop_ratio(text):
     assert "## GRU / LSTM time ratio" in text
-    assert "| cpu | float32 | inference | 10 | 4 | 8 | 8 | fast | 0.75 [" in text
-    assert "| cpu | float32 | inference | 10 | 4 | 16 | 16 | slow | 0.75 [" in text
+    assert "| cpu | float32 | 2 | inference | 10 | 4 | 8 | 8 | fast | 0.75 [" in text
+    assert "| cpu | float32 | 1 | inference | 10 | 4 | 16 | 16 | slow | 0.75 [" in text
 
 
 def test_figures_are_drawn_and_linked(results_file, text):
     figures = results_file.parent / "figures"
     names = sorted(p.name for p in figures.iterdir())
-    assert names == ["gru_lstm_ratio-cpu-float32.png", "memory_vs_T-cpu-float32.png",
-                     "throughput_vs_H-cpu-float32.png"]  # one B per context: no B sweep
+    assert names == ["gru_lstm_ratio-cpu-float32-t1.png", "gru_lstm_ratio-cpu-float32-t2.png",
+                     "memory_vs_T-cpu-float32-t2.png", "throughput_vs_H-cpu-float32-t1.png",
+                     "throughput_vs_H-cpu-float32-t2.png"]  # one B per context: no B sweep
     for name in names:
         assert (figures / name).read_bytes()[:8] == PNG_MAGIC
         assert f"(figures/{name})" in text

@@ -12,7 +12,7 @@ from bench.speed.cases import QUICK_TIMING, Case, Plan
 def small_plan():
     return Plan(profile="test", cases=[Case("lstm", "inference", 3, 2, 4, H) for H in (4, 8)],
                 implementations=["torch"], baseline="torch", timing=QUICK_TIMING,
-                fresh_process=False, threads=1)
+                fresh_process=False)
 
 
 def test_run_file_round_trip_and_remaining(tmp_path):
@@ -21,8 +21,8 @@ def test_run_file_round_trip_and_remaining(tmp_path):
     run = results.RunFile.create(path, "run1", plan)
     run.start_session({"cpu": "test"})
     assert path.is_file()
-    run.add_case({"key": plan.cases[0].key, "case": plan.cases[0].to_dict(),
-                  "implementations": {}})
+    run.add_cases([{"key": plan.cases[0].key, "case": plan.cases[0].to_dict(),
+                    "implementations": {}}])
     loaded = results.RunFile.load(path)
     assert loaded.run_id == "run1"
     assert loaded.plan == plan

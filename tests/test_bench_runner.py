@@ -3,63 +3,31 @@
 import functools
 
 import pytest
+import rnnbench_test_impls  # registers the test implementations here too
 import torch
 
-import impls
 from bench.speed import costs, gemm_peak, results, runner
 from bench.speed.cases import Case, Plan, Timing
 
-FAST = Timing(target_s=0.001, min_repeats=3, max_repeats=3, warmup_max_s=0.001, budget_s=60.0)
-CPU_F32 = (frozenset({"cpu"}), frozenset({torch.float32}))
-
-
-def native(cell, input_size, hidden_size, device, dtype):
-    return impls.get("torch-native").build(cell, input_size=input_size, hidden_size=hidden_size,
-                                           device=device, dtype=dtype)
-
-
-def raising(cell, input_size, hidden_size, device, dtype):
-    layer = native(cell, input_size, hidden_size, device, dtype)
-
-    def run(x, h0, c0):
-        raise RuntimeError("broken kernel")
-
-    layer.run = run
-    return layer
-
-
-@pytest.fixture
-def broken_impls():
-    """Implementations that raise, support only float64, or cannot train."""
-    registered = [
-        impls.Implementation(name="test-raises", factory=raising, cells=frozenset(impls.CELLS),
-                             devices=CPU_F32[0], dtypes=CPU_F32[1], trainable=True),
-        impls.Implementation(name="test-float64", factory=native, cells=frozenset(impls.CELLS),
-                             devices=CPU_F32[0], dtypes=frozenset({torch.float64}),
-                             trainable=True),
-        impls.Implementation(name="test-forward-only", factory=native,
-                             cells=frozenset({"lstm"}), devices=CPU_F32[0],
-                             dtypes=CPU_F32[1], trainable=False),
-    ]
-    for impl in registered:
-        impls.register(impl)
-    yield [impl.name for impl in registered]
-    for impl in registered:
-        impls.unregister(impl.name)
+FAST = Timing(target_s=0.001, min_repeats=3, max_repeats=3, warmup_max_s=0.001, budget_s=60.0,
+              workers=1)
+PLUGIN = rnnbench_test_impls.__name__
+#: Implementations that raise, support only float64, or cannot train (tests/plugins).
+BROKEN = ["test-raises", "test-float64", "test-forward-only"]
 
 
 def plan_for(case_list, names, baseline="torch"):
     return Plan(profile="test", cases=list(case_list), implementations=names,
-                baseline=baseline, timing=FAST, fresh_process=False, threads=1)
+                baseline=baseline, timing=FAST, fresh_process=False, plugins=[PLUGIN])
 
 
-def test_a_case_record_holds_metrics_failures_and_na(broken_impls):
+def test_a_case_record_holds_metrics_failures_and_na():
     case = Case("lstm", "training", T=4, B=2, I=3, H=5)
-    names = ["torch", "torch-native", *broken_impls]
-    peaks = {"cpu/float32": {"gflops": 100.0, "n": 256}}
-    record = runner.measure_case(case, plan_for([case], names), peaks)
+    names = ["torch", "torch-native", *BROKEN]
+    peaks = {"cpu/float32/t1": {"gflops": 100.0, "n": 256}}
+    [record] = runner.measure_group([case], plan_for([case], names), peaks)
 
-    assert record["key"] == case.key
+    assert record["key"] == case.key and record["group"] == case.group
     assert record["flops"] == costs.flops(case)
     assert record["must_keep_bytes"] == costs.must_keep_bytes(case)
     assert list(record["implementations"]) == names
@@ -90,25 +58,35 @@ def test_the_kernel_that_ran_is_recorded():
     # PyTorch sends a float32 CPU LSTM to oneDNN where it has it, never a GRU; torch-native
     # switches oneDNN off.
     plan = plan_for([], ["torch", "torch-native"])
-    lstm = runner.measure_case(Case("lstm", "training", 3, 2, 4, 4), plan, {})
-    gru = runner.measure_case(Case("gru", "inference", 3, 2, 4, 4), plan, {})
+    [lstm] = runner.measure_group([Case("lstm", "training", 3, 2, 4, 4)], plan, {})
+    [gru] = runner.measure_group([Case("gru", "inference", 3, 2, 4, 4)], plan, {})
     onednn = torch.backends.mkldnn.is_available()
     assert lstm["implementations"]["torch"]["autograd_node"].startswith("Mkldnn") is onednn
     assert not lstm["implementations"]["torch-native"]["autograd_node"].startswith("Mkldnn")
     assert not gru["implementations"]["torch"]["autograd_node"].startswith("Mkldnn")
 
 
-def test_ratios_are_unavailable_when_the_baseline_failed(broken_impls):
+def test_a_group_is_timed_together_and_written_per_case():
+    group = [Case(cell, "inference", T=3, B=2, I=4, H=4) for cell in ("lstm", "gru")]
+    records = runner.measure_group(group, plan_for(group, ["torch", "torch-native"]), {})
+    assert [r["key"] for r in records] == [c.key for c in group]
+    assert {r["group"] for r in records} == {group[0].group}
+    for r in records:
+        assert all(e["status"] == "ok" for e in r["implementations"].values())
+
+
+def test_ratios_are_unavailable_when_the_baseline_failed():
     case = Case("gru", "inference", T=3, B=2, I=4, H=4)
-    record = runner.measure_case(case, plan_for([case], ["torch", "test-raises"],
-                                                baseline="test-raises"), {})
+    [record] = runner.measure_group([case], plan_for([case], ["torch", "test-raises"],
+                                                     baseline="test-raises"), {})
     assert record["implementations"]["torch"]["ratio"] == {
         "baseline": "test-raises", "unavailable": "test-raises is failed here"}
     assert record["implementations"]["torch"]["peak_fraction"] is None
 
 
 def test_a_killed_run_keeps_its_cases_and_resumes(tmp_path, monkeypatch):
-    case_list = [Case("rnn_tanh", "inference", T=3, B=2, I=4, H=H) for H in (4, 6, 8)]
+    case_list = [Case(cell, "inference", T=3, B=2, I=4, H=H) for H in (4, 6, 8)
+                 for cell in ("rnn_tanh", "gru")]
     plan = plan_for(case_list, ["torch", "torch-native"])
     monkeypatch.setattr(gemm_peak, "measure", functools.partial(
         gemm_peak.measure, sizes=(32, 64), seconds_per_size=0.01))
@@ -116,37 +94,37 @@ def test_a_killed_run_keeps_its_cases_and_resumes(tmp_path, monkeypatch):
     run_file = results.RunFile.create(path, "killed", plan)
 
     measured = []
-    real = runner.measure_case
+    real = runner.measure_group
 
-    def killed_during_the_second_case(case, *args, **kwargs):
-        measured.append(case.key)
+    def killed_during_the_second_group(group, *args, **kwargs):
+        measured.append(group)
         if len(measured) == 2:
             raise KeyboardInterrupt
-        return real(case, *args, **kwargs)
+        return real(group, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "measure_case", killed_during_the_second_case)
+    monkeypatch.setattr(runner, "measure_group", killed_during_the_second_group)
     with pytest.raises(KeyboardInterrupt):
         runner.run(run_file, {"session": 1})
-    monkeypatch.setattr(runner, "measure_case", real)
+    monkeypatch.setattr(runner, "measure_group", real)
 
     saved = results.RunFile.load(path)
-    assert [r["key"] for r in saved.cases] == [case_list[0].key]
+    assert [r["key"] for r in saved.cases] == [c.key for c in case_list[:2]]
     assert saved.data["sessions"][0]["finished"] is None
-    assert saved.remaining() == case_list[1:]
-    first = saved.cases[0]
+    assert saved.remaining() == case_list[2:]
+    first = saved.cases[:2]
 
     runner.run(saved, {"session": 2})
     final = results.RunFile.load(path)
     assert [r["key"] for r in final.cases] == [c.key for c in case_list]
-    assert final.cases[0] == first  # kept, not measured again
+    assert final.cases[:2] == first  # kept, not measured again
     assert [s["environment"] for s in final.data["sessions"]] == [{"session": 1},
                                                                   {"session": 2}]
     assert final.data["sessions"][1]["finished"] is not None
-    assert set(final.data["gemm_peak"]) == {"cpu/float32"}
+    assert set(final.data["gemm_peak"]) == {"cpu/float32/t1"}
 
 
 def test_gemm_peak_reports_the_best_size():
-    peak = gemm_peak.measure("cpu", "float32", sizes=(16, 32), seconds_per_size=0.01)
+    peak = gemm_peak.measure("cpu", "float32", 1, sizes=(16, 32), seconds_per_size=0.01)
     assert set(peak["per_size"]) == {"16", "32"}
     assert peak["gflops"] == max(peak["per_size"].values())
     assert peak["per_size"][str(peak["n"])] == peak["gflops"]

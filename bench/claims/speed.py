@@ -1,10 +1,11 @@
 """Claims B1-B2: is a GRU faster than an LSTM, and does it need less computation?
 
 Every registered implementation that has both cells is timed with the bench's own timing
-(`bench.speed.timing.time_case`: warm-up until steady, repeats interleaved), LSTM and GRU of the
-same implementation interleaved within one case so that their ratio is taken under the same
-machine load. The ratio's 95% interval is `bench.speed.stats.ratio_of_medians`; the FLOPs are
-`bench.speed.costs.flops`; the kernel that ran is read off the output's autograd node
+(`bench.speed.timing.time_group`: worker processes, warm-up until steady, repeats
+interleaved), LSTM and GRU of the same implementation interleaved within one group so that
+their ratio is taken under the same machine load. The ratio's 95% interval is
+`bench.speed.stats.ratio_of_medians`; the FLOPs are `bench.speed.costs.flops`; the kernel
+that ran is read off the output's autograd node
 (`MkldnnRnnLayerBackward0` = oneDNN, `CudnnRnnBackward0` = cuDNN).
 
 The grid is one base point and, around it, one size varied at a time (T, B, I, H), so every
@@ -28,11 +29,12 @@ from bench.claims.experiment import (
     table,
 )
 from bench.claims.structure import NOTE_002, NOTE_003
+from bench.environment import usable_cores
 from bench.speed.cases import Case, Timing
 from bench.speed.costs import flops
 from bench.speed.stats import ratio_of_medians, summarize
-from bench.speed.timing import time_case
-from bench.workload import Workload, kernel_label
+from bench.speed.timing import time_group
+from bench.workload import kernel_label
 
 DIMENSIONS = ("T", "B", "I", "H")
 GRIDS = {
@@ -44,7 +46,7 @@ GRIDS = {
 }
 TIMINGS = {
     "smoke": Timing(target_s=0.01, min_repeats=3, max_repeats=5, warmup_max_s=0.02,
-                    budget_s=10.0),
+                    budget_s=10.0, workers=1),
     "quick": Timing(target_s=0.1, min_repeats=5, max_repeats=30, warmup_max_s=0.2,
                     budget_s=15.0),
     "default": Timing(target_s=0.15, min_repeats=7, max_repeats=60, warmup_max_s=0.3,
@@ -82,12 +84,12 @@ def implementations() -> list[tuple[str, str, str]]:
 
 def _measure_point(name, device, dtype, mode, point, timing) -> dict:
     sizes = {d: point[d] for d in DIMENSIONS}
-    cases = {cell: Case(cell, mode, dtype=dtype, device=device, **sizes)
+    cases = {cell: Case(cell, mode, dtype=dtype, device=device, threads=usable_cores(),
+                        **sizes)
              for cell in ("lstm", "gru")}
     if mode == "training" and not impls.get(name).trainable:
         return {"status": "n/a", "reason": "not trainable"}
-    timed = time_case({cell: (lambda c=case: Workload(c, name)) for cell, case in cases.items()},
-                      timing, device)
+    timed = time_group({cell: (name, case) for cell, case in cases.items()}, timing)
     row = {"status": "ok", "flop_ratio": flops(cases["gru"]) / flops(cases["lstm"])}
     for cell, entry in timed.items():
         if entry["status"] != "ok":
@@ -113,7 +115,7 @@ def measure_speed(profile: str) -> dict:
                              **point, **result})
     return {"grid": {k: v if k == "base" else {d: list(s) for d, s in v.items()}
                      for k, v in GRIDS[profile].items()},
-            "timing": timing.to_dict(), "threads": torch.get_num_threads(),
+            "timing": timing.to_dict(), "threads": usable_cores(),
             "cuda": torch.cuda.is_available(), "rows": rows}
 
 

@@ -1,12 +1,13 @@
 """The report's figures, drawn from a results document (matplotlib, Agg, PNG).
 
 - throughput (tokens/s) against H (cases with I = H) and against B, one line per
-  implementation, a panel per mode and cell;
+  implementation, a panel per mode and cell, a figure per core budget;
 - the GRU/LSTM time ratio per implementation beside the 3/4 ratio of their FLOPs;
 - training peak memory against T per implementation, beside the bytes BPTT must keep.
 
 A sweep is drawn at one context (the other sizes held fixed): the one with the most points,
-named in the title. Error bars are the 95% bootstrap intervals of the medians. The figures
+named in the title. Error bars are the 95% intervals of the medians (two-stage bootstrap
+over the worker processes and their samples). The figures
 use matplotlib's object API with the Agg canvas, so nothing opens a window or touches the
 global pyplot state.
 """
@@ -19,21 +20,14 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.speed import stats
+from bench.report.analysis import GRU_LSTM_FLOP_RATIO, core_budget, gru_lstm_pairs, ok_entries
 
-GRU_LSTM_FLOP_RATIO = 3 / 4
 MIB = 2 ** 20
 
 
 def _colors(names) -> dict[str, str]:
     palette = [f"C{i}" for i in range(10)]
     return {name: palette[i % 10] for i, name in enumerate(sorted(names))}
-
-
-def _ok(record: dict):
-    for name, entry in record["implementations"].items():
-        if entry["status"] == "ok":
-            yield name, entry
 
 
 def _new_figure(rows: int, cols: int, width: float = 4.2, height: float = 3.2):
@@ -43,10 +37,12 @@ def _new_figure(rows: int, cols: int, width: float = 4.2, height: float = 3.2):
     return fig, axes
 
 
-def _by_device_dtype(records):
+def _by_setting(records):
+    """Records by device, dtype and core budget: a figure never mixes them."""
     groups = defaultdict(list)
     for r in records:
-        groups[(r["case"]["device"], r["case"]["dtype"])].append(r)
+        c = r["case"]
+        groups[(c["device"], c["dtype"], c["threads"])].append(r)
     return groups
 
 
@@ -71,6 +67,11 @@ def _label_points(ax, values) -> None:
     ax.minorticks_off()
 
 
+def _setting(record: dict) -> str:
+    c = record["case"]
+    return f"{c['device']}, {c['dtype']}, {core_budget(c, None)}"
+
+
 def _title_context(context: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in context.items())
 
@@ -91,7 +92,7 @@ def _throughput(records, axis, context_fields, keep, path: Path, what: str,
                 c = r["case"]
                 if c["mode"] != mode or c["cell"] != cell:
                     continue
-                for name, e in _ok(r):
+                for name, e in ok_entries(r):
                     tokens = c["T"] * c["B"]
                     lo, hi = tokens / e["time"]["ci95"][1], tokens / e["time"]["ci95"][0]
                     lines[name].append((c[axis], e["tokens_per_s"], lo, hi))
@@ -110,8 +111,7 @@ def _throughput(records, axis, context_fields, keep, path: Path, what: str,
             ax.grid(True, which="both", alpha=0.3)
             if lines:
                 ax.legend(fontsize="small")
-    device, dtype = chosen[0]["case"]["device"], chosen[0]["case"]["dtype"]
-    fig.suptitle(f"Throughput vs {what}\n{device}, {dtype}; {_title_context(context)}")
+    fig.suptitle(f"Throughput vs {what}\n{_setting(chosen[0])}; {_title_context(context)}")
     fig.savefig(path, dpi=100)
     return path
 
@@ -145,33 +145,9 @@ def _gru_lstm(records, path: Path, colors) -> Path | None:
         ax.set_ylabel("GRU time / LSTM time")
         ax.set_title(mode)
         ax.legend(fontsize="small")
-    device, dtype = pairs[0]["device"], pairs[0]["dtype"]
-    fig.suptitle(f"GRU/LSTM time ratio\n{device}, {dtype}")
+    fig.suptitle(f"GRU/LSTM time ratio\n{_setting(records[0])}")
     fig.savefig(path, dpi=100)
     return path
-
-
-def gru_lstm_pairs(records, seed: int = 0) -> list[dict]:
-    """GRU time / LSTM time per implementation wherever both cells ran the same sizes."""
-    by_key = {}
-    for r in records:
-        c = r["case"]
-        by_key[(c["cell"], c["mode"], c["T"], c["B"], c["I"], c["H"], c["dtype"],
-                c["device"])] = r
-    pairs = []
-    for (cell, *rest), gru in sorted(by_key.items()):
-        if cell != "gru" or ("lstm", *rest) not in by_key:
-            continue
-        lstm = by_key[("lstm", *rest)]
-        mode, T, B, I, H, dtype, device = rest
-        for name, g in _ok(gru):
-            lo = lstm["implementations"].get(name)
-            if lo is None or lo["status"] != "ok":
-                continue
-            r = stats.ratio_of_medians(g["samples_s"], lo["samples_s"], seed=seed)
-            pairs.append({"impl": name, "mode": mode, "context": (T, B, I, H), "dtype": dtype,
-                          "device": device, **r})
-    return pairs
 
 
 def _memory(records, path: Path, colors) -> Path | None:
@@ -184,7 +160,7 @@ def _memory(records, path: Path, colors) -> Path | None:
     for r in chosen:
         c = r["case"]
         keep[c["cell"]][c["T"]] = r["must_keep_bytes"] / MIB
-        for name, e in _ok(r):
+        for name, e in ok_entries(r):
             fresh = e.get("fresh_process") or {}
             if fresh.get("status") == "ok" and fresh.get("peak_bytes") is not None:
                 points[(c["cell"], name)].append((c["T"], fresh["peak_bytes"] / MIB))
@@ -208,8 +184,8 @@ def _memory(records, path: Path, colors) -> Path | None:
         ax.set_ylabel("peak memory increase (MiB)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
-    device, dtype = chosen[0]["case"]["device"], chosen[0]["case"]["dtype"]
-    fig.suptitle(f"Training peak memory vs T\n{device}, {dtype}; {_title_context(context)}")
+    fig.suptitle(f"Training peak memory vs T\n{_setting(chosen[0])}; "
+                 f"{_title_context(context)}")
     fig.savefig(path, dpi=100)
     return path
 
@@ -220,8 +196,8 @@ def draw(data: dict, out_dir: Path) -> list[tuple[str, Path]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = _colors(data["plan"]["implementations"])
     drawn = []
-    for (device, dtype), records in sorted(_by_device_dtype(data["cases"]).items()):
-        tag = f"{device}-{dtype}"
+    for (device, dtype, threads), records in sorted(_by_setting(data["cases"]).items()):
+        tag = f"{device}-{dtype}-t{threads}"
         for caption, path in (
             (f"Throughput vs H (I = H), {tag}",
              _throughput(records, "H", ("T", "B"), lambda c: c["I"] == c["H"],

@@ -1,11 +1,14 @@
 """The Markdown report of a run, regenerated from its results file (never edited by hand).
 
 ``python -m bench report [RUN]`` writes ``REPORT.md`` and ``figures/*.png`` beside the
-results file. Tables come per device, dtype, cell and mode, one row per implementation and
-case: the median time with its 95% bootstrap interval and IQR, the ratio of medians to the
-baseline taken within the case (with its interval), tokens/s, GFLOP/s and their fraction of
-the GEMM peak measured in the same run, the fresh-process peak memory beside the bytes BPTT
-must keep, the fresh-process first call, and the kernel that ran.
+results file. It opens with the answer a reader came for (which kernel is fastest in each
+case, and by how much), then the tables, per core budget (one core; all cores), device,
+dtype, cell and mode, one row per implementation and case: the median time with its 95%
+interval and IQR, the ratio of medians to the baseline taken within the case (with its
+interval), tokens/s, GFLOP/s and their fraction of the GEMM peak measured in the same run,
+the fresh-process peak memory beside the bytes BPTT must keep, the fresh-process first
+call, the threads that ran and the kernel. Then the GRU/LSTM ratios (each from one group,
+timed together) and, where the run holds their cases, the numba kernels' targets.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench import io
-from bench.report import figures
+from bench.report import analysis, figures, targets
 from bench.speed import results
 from bench.workload import kernel_label
 
@@ -73,16 +76,21 @@ def _first_call(entry: dict) -> str:
     return _seconds(fresh["first_call_s"])
 
 
+def _threads(entry: dict) -> str:
+    ran = entry.get("threads") or {}
+    return "/".join(str(ran[k]) for k in ("torch", "numba") if k in ran) or DASH
+
+
 def _row(case: dict, first: bool, record: dict, name: str, entry: dict) -> str:
     sizes = [str(case[k]) if first else "" for k in ("T", "B", "I", "H")]
     keep = _mib(record["must_keep_bytes"]) if first else ""
     status = entry["status"]
     if status == "n/a":
-        cells = ["", f"N/A: {entry['reason']}"] + [DASH] * 7
+        cells = ["", f"N/A: {entry['reason']}"] + [DASH] * 8
     elif status == "failed":
         message = entry["message"].splitlines()[0][:100].replace("|", "/")
         cells = ["", f"failed ({entry['reason']}): {message}"] + [DASH] * 5 + [
-            _memory(entry, record["must_keep_bytes"]), _first_call(entry)]
+            _memory(entry, record["must_keep_bytes"]), _first_call(entry), DASH]
     else:
         t = entry["time"]
         steady = "" if entry["steady"] else "*"
@@ -91,20 +99,22 @@ def _row(case: dict, first: bool, record: dict, name: str, entry: dict) -> str:
             kernel_label(entry["autograd_node"]),
             f"{_seconds(t['median'])}{steady} {_interval(*t['ci95'], _seconds)}",
             _seconds(t["iqr"]),
-            str(t["n"]),
+            f"{t['n']}/{t['processes']}",
             _ratio(entry),
             _si(entry["tokens_per_s"]),
             f"{entry['gflops']:.3g}" + ("" if fraction is None else f" ({fraction:.0%})"),
             _memory(entry, record["must_keep_bytes"]),
             _first_call(entry),
+            _threads(entry),
         ]
     return "| " + " | ".join(sizes + [keep, name] + cells) + " |"
 
 
 def _case_table(records: list[dict], baseline: str) -> list[str]:
     header = ["T", "B", "I", "H", "must keep MiB", "implementation", "kernel",
-              "time ms [95% CI]", "IQR ms", "n", f"× {baseline} [95% CI]", "tokens/s",
-              "GFLOP/s (% peak)", "peak MiB (× must keep)", "first call ms"]
+              "time ms [95% CI]", "IQR ms", "n/processes", f"× {baseline} [95% CI]",
+              "tokens/s", "GFLOP/s (% peak)", "peak MiB (× must keep)", "first call ms",
+              "threads torch/numba"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for record in sorted(records, key=lambda r: tuple(r["case"][k] for k in "TBIH")):
         for i, (name, entry) in enumerate(record["implementations"].items()):
@@ -126,8 +136,8 @@ def _environment(data: dict) -> list[str]:
         ("CPU", f"{env['cpu']} ({env['cpu_capability']}), {env['cores']['usable']} usable "
                 f"of {env['cores']['logical']} logical cores"),
         ("load average at start", ", ".join(f"{x:.2f}" for x in env["load_average"] or [])),
-        ("threads", f"torch {threads['torch']} (interop {threads['torch_interop']}), "
-                    f"numba {threads['numba']}"),
+        ("threads", "each case sets its own core budget (the tables' last column shows what "
+                    f"ran); numba may use up to {threads['numba']}"),
         ("oneDNN", "on" if env["onednn"]["enabled"] else "off"),
         ("BLAS (torch)", str(env["blas"])),
         ("versions", ", ".join(f"{k} {v}" for k, v in
@@ -143,23 +153,57 @@ def _environment(data: dict) -> list[str]:
 
 
 def _gru_lstm_table(cases: list[dict]) -> list[str]:
-    pairs = figures.gru_lstm_pairs(cases)
+    pairs = analysis.gru_lstm_pairs(cases)
     if not pairs:
         return []
     lines = ["## GRU / LSTM time ratio",
              "",
-             f"GRU has {figures.GRU_LSTM_FLOP_RATIO:.2f} of LSTM's GEMM FLOPs (3 gate blocks "
-             "against 4). Ratio of medians from the two cases of the same sizes (not "
-             "interleaved with each other), 95% bootstrap interval.",
+             f"GRU has {analysis.GRU_LSTM_FLOP_RATIO:.2f} of LSTM's GEMM FLOPs (3 gate blocks "
+             "against 4). Ratio of medians of the GRU and LSTM cases of one group, timed "
+             "together (same worker processes, interleaved); 95% interval paired by process.",
              "",
-             "| device | dtype | mode | T | B | I | H | implementation | GRU / LSTM [95% CI] |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| device | dtype | cores | mode | T | B | I | H | implementation | "
+             "GRU / LSTM [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in pairs:
         T, B, I, H = p["context"]
-        lines.append(f"| {p['device']} | {p['dtype']} | {p['mode']} | {T} | {B} | {I} | {H} "
-                     f"| {p['impl']} | {p['ratio']:.2f} "
+        lines.append(f"| {p['device']} | {p['dtype']} | {p['threads']} | {p['mode']} | {T} | "
+                     f"{B} | {I} | {H} | {p['impl']} | {p['ratio']:.2f} "
                      f"{_interval(*p['ci95'], lambda v: f'{v:.2f}')} |")
     return lines + [""]
+
+
+def _summary(cases: list[dict], cores: int | None) -> list[str]:
+    """Which kernel to use, case by case: the fastest, and how far behind the next one is."""
+    rows = []
+    for record in sorted(cases, key=_order):
+        best = analysis.fastest(record)
+        if best is None:
+            continue
+        c = record["case"]
+        if best["runner_up"] is None:
+            margin = "the only one measured"
+        else:
+            m = best["margin"]
+            tied = " (tied: the interval reaches 1)" if m["ci95"][0] <= 1 else ""
+            margin = (f"{best['runner_up']} {m['ratio']:.2f}× slower "
+                      f"{_interval(*m['ci95'], lambda v: f'{v:.2f}')}{tied}")
+        rows.append(f"| {analysis.core_budget(c, cores)} | {c['cell']} | {c['mode']} | "
+                    f"{c['T']} | {c['B']} | {c['I']} | {c['H']} | **{best['impl']}** "
+                    f"{_seconds(best['median_s'])} ms | {margin} |")
+    if not rows:
+        return []
+    return ["## Which kernel here?", "",
+            "The fastest implementation of each case, and the runner-up's time over it "
+            "(ratio of medians taken within the case, 95% interval).", "",
+            "| cores | cell | mode | T | B | I | H | fastest | next |",
+            "|---|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
+def _order(record: dict):
+    c = record["case"]
+    return (-c["threads"], c["device"], c["dtype"], c["cell"], c["mode"], c["T"], c["B"],
+            c["I"], c["H"])
 
 
 def _failures(cases: list[dict]) -> list[str]:
@@ -189,16 +233,24 @@ def render(data: dict, figure_paths: list[tuple[str, Path]], out_dir: Path,
     if len(cases) < planned:
         lines += [f"**Incomplete run: {len(cases)} of {planned} cases.** Continue it with "
                   f"`python -m bench --resume {source}`.", ""]
+    env = data["sessions"][0]["environment"] if data["sessions"] else {}
+    cores = (env.get("cores") or {}).get("usable")
+    lines += _summary(cases, cores)
     lines += ["## Environment", "", *_environment(data), ""]
     timing = plan["timing"]
     lines += [
         "## How to read the tables", "",
         f"- Profile `{plan['profile']}`, implementations {', '.join(plan['implementations'])}, "
-        f"{plan['threads']} torch thread(s), seed {plan['seed']}.",
-        f"- time: median of n calls after a warm-up (to steady state or at most "
-        f"{timing['warmup_max_s']} s; `*` marks a warm-up that did not settle), its 95% "
-        "bootstrap interval and the IQR. Implementations are interleaved call by call within "
-        "a case.",
+        f"seed {plan['seed']}.",
+        "- cores: every implementation of a case gets the same core budget: torch's threads, "
+        "numba's, and the BLAS under each (the last column shows what ran). The tables "
+        "come per budget: one core, and all cores.",
+        f"- time: median of n calls from {timing['workers']} worker processes, each after a "
+        f"warm-up (to steady state or at most {timing['warmup_max_s']} s; `*` marks a "
+        "warm-up that did not settle), its 95% interval and the IQR. The interval is a "
+        "two-stage bootstrap (processes, then the calls within each), so it includes the "
+        "spread between processes. Every implementation and cell of a group (cases that "
+        "differ only in the cell) is timed in the same processes, interleaved call by call.",
         f"- × {plan['baseline']}: ratio of medians to the baseline within the same case, "
         "95% bootstrap interval. Ratios are the currency; absolute times drift between runs.",
         "- tokens/s = T·B / median time. GFLOP/s counts GEMM FLOPs only "
@@ -221,13 +273,15 @@ def render(data: dict, figure_paths: list[tuple[str, Path]], out_dir: Path,
         for caption, path in figure_paths:
             lines += [f"![{caption}]({path.relative_to(out_dir).as_posix()})", ""]
     groups = defaultdict(list)
-    for record in cases:
+    for record in sorted(cases, key=_order):
         c = record["case"]
-        groups[(c["device"], c["dtype"], c["cell"], c["mode"])].append(record)
-    for (device, dtype, cell, mode), records in groups.items():
-        lines += [f"## {cell} {mode} ({device}, {dtype})", "",
+        groups[(analysis.core_budget(c, cores), c["device"], c["dtype"], c["cell"],
+                c["mode"])].append(record)
+    for (budget, device, dtype, cell, mode), records in groups.items():
+        lines += [f"## {cell} {mode}, {budget} ({device}, {dtype})", "",
                   *_case_table(records, plan["baseline"]), ""]
     lines += _gru_lstm_table(cases)
+    lines += targets.markdown(cases)
     lines += _failures(cases)
     return "\n".join(lines).rstrip() + "\n"
 

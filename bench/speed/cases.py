@@ -1,10 +1,13 @@
 """What to measure: cases, the grids that generate them, and the named profiles.
 
-A case is one layer shape and setting: cell, mode (``inference`` = forward under
-``torch.no_grad()``; ``training`` = forward + backward), sequence length T, batch B, input
-size I, hidden size H, dtype and device. A profile is a union of grids (each grid a cartesian
-product) plus the timing settings it is measured with. Built-in profiles are sweeps around a
-base point, so that the report can draw throughput against H, against B, and memory against T.
+A case is one layer shape and setting: cell, mode (the two calls of `bench.workload`),
+sequence length T, batch B, input size I, hidden size H, dtype, device, and the core budget
+(threads) that every implementation gets in it: torch's threads, numba's, and the BLAS under
+each. Cases that differ only in their cell form a group, timed together (interleaved in the
+same worker processes), so that a GRU/LSTM ratio is taken within one run. A profile is a
+union of grids (each grid a cartesian product) plus the timing settings it is measured with.
+Built-in profiles are sweeps around a base point, so that the report can draw throughput
+against H, against B, and memory against T, each at all cores, and a few points on one core.
 
 A custom profile comes from command-line flags (``--T 100 --B 1,64 --H 256``) or a TOML
 file (``--config grid.toml``)::
@@ -14,6 +17,7 @@ file (``--config grid.toml``)::
     modes = ["inference", "training"]    # default: both
     dtypes = ["float32"]                 # default: float32
     devices = ["cpu"]                    # default: cpu, plus cuda where a GPU is visible
+    threads = ["all", 1]                 # core budgets (default: ["all"])
 
     [[grid]]                             # one or more; cases are the union of the grids
     T = [100]
@@ -21,6 +25,7 @@ file (``--config grid.toml``)::
     H = [256]
     # I = [256]                          # default: I = H
     # modes = ["training"]               # a grid may narrow cells / modes
+    # threads = [1]                      # default: the profile's (["all"]: every usable core)
 
     [timing]                             # optional, any subset of `Timing`'s fields
     target_s = 0.5
@@ -30,19 +35,23 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.workload import DTYPES as TORCH_DTYPES
+from bench.workload import MODES
 from impls import CELLS
 
-MODES = ("inference", "training")
-DTYPES = ("float16", "bfloat16", "float32", "float64")
+DTYPES = tuple(TORCH_DTYPES)
 DEVICES = ("cpu", "cuda")
+#: A core budget in a profile: a number of threads, or every usable core of the machine.
+ALL_CORES = "all"
 #: The cells a profile covers unless it names its own (rnn_relu only in `full`).
 DEFAULT_CELLS = ("lstm", "gru", "rnn_tanh")
 
-_CASE_FIELDS = ("cell", "mode", "T", "B", "I", "H", "dtype", "device")
+_CASE_FIELDS = ("cell", "mode", "T", "B", "I", "H", "dtype", "device", "threads")
 
 
 def _check_choice(what: str, value, allowed: Sequence[str]) -> None:
@@ -53,6 +62,15 @@ def _check_choice(what: str, value, allowed: Sequence[str]) -> None:
 def _check_positive_int(what: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{what} must be a positive int, got {value!r}")
+
+
+def _check_threads(what: str, value) -> None:
+    if value != ALL_CORES:
+        try:
+            _check_positive_int(what, value)
+        except ValueError:
+            raise ValueError(f"{what} must be a positive int or {ALL_CORES!r}, "
+                             f"got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -67,19 +85,30 @@ class Case:
     H: int
     dtype: str = "float32"
     device: str = "cpu"
+    threads: int = 1
 
     def __post_init__(self) -> None:
         _check_choice("case cell", self.cell, CELLS)
         _check_choice("case mode", self.mode, MODES)
-        for name in ("T", "B", "I", "H"):
+        for name in ("T", "B", "I", "H", "threads"):
             _check_positive_int(f"case {name}", getattr(self, name))
         _check_choice("case dtype", self.dtype, DTYPES)
         _check_choice("case device", self.device, DEVICES)
 
     @property
     def key(self) -> str:
-        return (f"{self.cell}/{self.mode}/T{self.T}/B{self.B}/I{self.I}/H{self.H}/"
-                f"{self.dtype}/{self.device}")
+        return f"{self.cell}/{self.group}"
+
+    @property
+    def group(self) -> str:
+        """The key without the cell: the cases timed together."""
+        return (f"{self.mode}/T{self.T}/B{self.B}/I{self.I}/H{self.H}/{self.dtype}/"
+                f"{self.device}/t{self.threads}")
+
+    def workload_args(self) -> dict:
+        """The arguments of `bench.workload.Workload` after the implementation's name."""
+        return {"cell": self.cell, "mode": self.mode, "T": self.T, "B": self.B, "I": self.I,
+                "H": self.H, "dtype": self.dtype, "device": self.device}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -102,6 +131,10 @@ class Timing:
     of `warmup_window` calls agree within `warmup_tolerance`, or for at most `warmup_max_s`.
     `budget_s` bounds one implementation's whole time in one case (fresh-process
     measurement and in-run timing each); beyond it the case fails for that implementation.
+    The samples come from `workers` processes, one after the other, each timing every
+    implementation of the case group interleaved, so the spread between processes (memory
+    layout, allocator state, clock frequency) shows in the intervals; repeats and the
+    sampling target are totals over the workers.
     """
 
     target_s: float
@@ -111,13 +144,16 @@ class Timing:
     budget_s: float
     warmup_window: int = 3
     warmup_tolerance: float = 0.05
+    workers: int = 3
 
     def __post_init__(self) -> None:
         for name in ("target_s", "warmup_max_s", "budget_s", "warmup_tolerance"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"timing {name} must be a positive number, got {value!r}")
-        for name in ("min_repeats", "max_repeats", "warmup_window"):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value) or value <= 0):
+                raise ValueError(f"timing {name} must be a positive finite number, got "
+                                 f"{value!r}")
+        for name in ("min_repeats", "max_repeats", "warmup_window", "workers"):
             _check_positive_int(f"timing {name}", getattr(self, name))
         if self.min_repeats < 3:
             raise ValueError("timing min_repeats must be at least 3 (a median and its "
@@ -149,8 +185,11 @@ class Grid:
     I: tuple[int, ...] | None = None
     modes: tuple[str, ...] | None = None
     cells: tuple[str, ...] | None = None
+    threads: tuple[int | str, ...] | None = None
 
     def __post_init__(self) -> None:
+        for v in self.threads or ():
+            _check_threads("grid threads entry", v)
         for name in ("T", "B", "H", "I"):
             values = getattr(self, name)
             if values is None:
@@ -164,14 +203,15 @@ class Grid:
                 _check_choice(f"grid {name} entry", v, allowed)
 
     def cases(self, cells: Iterable[str], modes: Iterable[str], dtypes: Iterable[str],
-              devices: Iterable[str]) -> list[Case]:
+              devices: Iterable[str], threads: Iterable[int | str], cores: int) -> list[Case]:
         cells = [c for c in cells if self.cells is None or c in self.cells]
         modes = [m for m in modes if self.modes is None or m in self.modes]
+        budgets = [cores if t == ALL_CORES else t for t in (self.threads or threads)]
         out = []
-        for device, dtype, cell, mode, T, B, H in itertools.product(
-                devices, dtypes, cells, modes, self.T, self.B, self.H):
+        for threads_, device, dtype, mode, T, B, H, cell in itertools.product(
+                budgets, devices, dtypes, modes, self.T, self.B, self.H, cells):
             for I in (self.I or (H,)):
-                out.append(Case(cell, mode, T, B, I, H, dtype, device))
+                out.append(Case(cell, mode, T, B, I, H, dtype, device, threads_))
         return out
 
 
@@ -190,55 +230,68 @@ class Profile:
     modes: tuple[str, ...] = MODES
     dtypes: tuple[str, ...] = ("float32",)
     devices: tuple[str, ...] | None = None
+    threads: tuple[int | str, ...] = (ALL_CORES,)
 
     def __post_init__(self) -> None:
         if not self.grids:
             raise ValueError(f"profile {self.name!r} needs at least one grid")
+        if not self.threads:
+            raise ValueError(f"profile {self.name!r} needs at least one threads entry")
+        for v in self.threads:
+            _check_threads(f"profile {self.name!r} threads entry", v)
         for what, values, allowed in (("cells", self.cells, CELLS), ("modes", self.modes, MODES),
                                       ("dtypes", self.dtypes, DTYPES),
                                       ("devices", self.devices or (), DEVICES)):
             for v in values:
                 _check_choice(f"profile {self.name!r} {what} entry", v, allowed)
 
-    def cases(self, cuda_available: bool) -> list[Case]:
-        """The union of the grids' cases, first occurrence first."""
+    def cases(self, cuda_available: bool, cores: int) -> list[Case]:
+        """The union of the grids' cases, first occurrence first; "all" threads = `cores`."""
         devices = self.devices or (("cpu", "cuda") if cuda_available else ("cpu",))
         seen: dict[str, Case] = {}
         for grid in self.grids:
-            for case in grid.cases(self.cells, self.modes, self.dtypes, devices):
+            for case in grid.cases(self.cells, self.modes, self.dtypes, devices, self.threads,
+                                   cores):
                 seen.setdefault(case.key, case)
         return list(seen.values())
 
 
-QUICK_TIMING = Timing(target_s=0.1, min_repeats=5, max_repeats=30, warmup_max_s=0.2,
+QUICK_TIMING = Timing(target_s=0.1, min_repeats=6, max_repeats=30, warmup_max_s=0.2,
                       budget_s=20.0)
-DEFAULT_TIMING = Timing(target_s=0.35, min_repeats=10, max_repeats=100, warmup_max_s=1.0,
+DEFAULT_TIMING = Timing(target_s=0.3, min_repeats=9, max_repeats=90, warmup_max_s=0.5,
                         budget_s=60.0)
 FULL_TIMING = Timing(target_s=2.0, min_repeats=20, max_repeats=300, warmup_max_s=3.0,
-                     budget_s=300.0)
+                     budget_s=300.0, workers=5)
+#: The single-core points of the built-in profiles: the batch sizes of serving (1) and
+#: training (64) at the base shape.
+ONE_CORE = (1,)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile(
         name="quick",
-        description="two-point sweeps of H, B and T around T=50, B=16, I=H=128: a smoke run "
-                    "of every table and figure (under 3 minutes on 2 cores)",
+        description="two-point sweeps of H, B and T around T=50, B=16, I=H=128, and one "
+                    "single-core point: a smoke run of every table and figure (about 3 "
+                    "minutes on 2 cores)",
         grids=(Grid(T=(50,), B=(16,), H=(128, 256)),
                Grid(T=(50,), B=(1,), H=(128,)),
-               Grid(T=(100,), B=(16,), H=(128,), modes=("training",))),
+               Grid(T=(100,), B=(16,), H=(128,), modes=("training",)),
+               Grid(T=(50,), B=(16,), H=(128,), threads=ONE_CORE)),
         timing=QUICK_TIMING,
     ),
     Profile(
         name="default",
-        description="sweeps of H, B and T around T=100, B=64, I=H=256 (under 15 minutes "
-                    "on 2 cores)",
+        description="sweeps of H, B and T around T=100, B=64, I=H=256 on all cores, and B=1 "
+                    "and 64 on one core (under 15 minutes on 2 cores)",
         grids=(Grid(T=(100,), B=(64,), H=(64, 128, 256, 512)),
                Grid(T=(100,), B=(1, 16, 64, 128), H=(256,)),
-               Grid(T=(100, 300, 1000), B=(32,), H=(128,), modes=("training",))),
+               Grid(T=(100, 300, 1000), B=(32,), H=(128,), modes=("training",)),
+               Grid(T=(100,), B=(1, 64), H=(256,), threads=ONE_CORE)),
         timing=DEFAULT_TIMING,
     ),
     Profile(
         name="full",
-        description="wider sweeps, every cell, float32 and float64 (hours on 2 cores)",
+        description="wider sweeps, every cell, float32 and float64, on all cores and on one "
+                    "(hours on 2 cores)",
         grids=(Grid(T=(100,), B=(64,), H=(32, 64, 128, 256, 512, 1024)),
                Grid(T=(100,), B=(1, 4, 16, 32, 64, 128, 256), H=(256,)),
                Grid(T=(50, 100, 300, 1000, 2000), B=(32,), H=(128,)),
@@ -246,12 +299,14 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
         timing=FULL_TIMING,
         cells=CELLS,
         dtypes=("float32", "float64"),
+        threads=(ALL_CORES, 1),
     ),
     Profile(
         name="numba-targets",
-        description="the cases of the numba issue's target table: I=H=256, T=100, B=1 and "
-                    "64; training memory at T=1000, B=32, I=H=128",
-        grids=(Grid(T=(100,), B=(1, 64), H=(256,)),
+        description="the cases of the numba kernels' targets (results/numba): I=H=256, T=100, "
+                    "B=1 and 64 on all cores and on one; training memory at T=1000, B=32, "
+                    "I=H=128",
+        grids=(Grid(T=(100,), B=(1, 64), H=(256,), threads=(ALL_CORES, 1)),
                Grid(T=(1000,), B=(32,), H=(128,), modes=("training",))),
         timing=DEFAULT_TIMING,
         cells=("lstm", "gru"),
@@ -261,9 +316,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 
 
 def select(cases: Sequence[Case], *, cells=None, modes=None, dtypes=None,
-           devices=None) -> list[Case]:
+           devices=None, threads=None) -> list[Case]:
     """The cases matching every given filter (None = no filter); none left is an error."""
-    filters = {"cell": cells, "mode": modes, "dtype": dtypes, "device": devices}
+    filters = {"cell": cells, "mode": modes, "dtype": dtypes, "device": devices,
+               "threads": threads}
     for name, allowed in (("cell", CELLS), ("mode", MODES), ("dtype", DTYPES),
                           ("device", DEVICES)):
         for v in filters[name] or ():
@@ -281,17 +337,20 @@ def grid_profile(*, T: Sequence[int], B: Sequence[int], H: Sequence[int],
                  I: Sequence[int] | None = None, cells: Sequence[str] | None = None,
                  modes: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
                  devices: Sequence[str] | None = None,
+                 threads: Sequence[int | str] | None = None,
                  timing: Timing = DEFAULT_TIMING) -> Profile:
     """A one-grid profile, as the command line's size flags build it."""
     return Profile(
         name="custom", description="a grid given on the command line",
         grids=(Grid(T=tuple(T), B=tuple(B), H=tuple(H), I=tuple(I) if I else None),),
         timing=timing, cells=tuple(cells or DEFAULT_CELLS), modes=tuple(modes or MODES),
-        dtypes=tuple(dtypes or ("float32",)), devices=tuple(devices) if devices else None)
+        dtypes=tuple(dtypes or ("float32",)), devices=tuple(devices) if devices else None,
+        threads=tuple(threads or (ALL_CORES,)))
 
 
-_TOML_KEYS = {"description", "cells", "modes", "dtypes", "devices", "grid", "timing"}
-_GRID_KEYS = {"T", "B", "H", "I", "modes", "cells"}
+_TOML_KEYS = {"description", "cells", "modes", "dtypes", "devices", "threads", "grid",
+              "timing"}
+_GRID_KEYS = {"T", "B", "H", "I", "modes", "cells", "threads"}
 
 
 def _toml_list(where: str, value) -> tuple:
@@ -307,8 +366,11 @@ def load_profile(path: str | Path) -> Profile:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     path = Path(path)
-    with path.open("rb") as f:
-        data = tomllib.load(f)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
     unknown = set(data) - _TOML_KEYS
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(_TOML_KEYS)}")
@@ -325,15 +387,23 @@ def load_profile(path: str | Path) -> Profile:
         missing = {"T", "B", "H"} - set(g)
         if missing:
             raise ValueError(f"{where}: missing {sorted(missing)}")
-        grids.append(Grid(**{k: _toml_list(f"{where} {k}", v) for k, v in g.items()}))
+        fields = {k: _toml_list(f"{where} {k}", v) for k, v in g.items()}
+        try:
+            grids.append(Grid(**fields))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
     timing_data = data.get("timing", {})
     if not isinstance(timing_data, dict):
         raise ValueError(f"{path}: [timing] must be a table, got {timing_data!r}")
-    timing = Timing.from_dict({**DEFAULT_TIMING.to_dict(), **timing_data})
     top = {k: _toml_list(f"{path}: {k}", data[k])
-           for k in ("cells", "modes", "dtypes", "devices") if k in data}
-    return Profile(name=path.stem, description=data.get("description", f"grid from {path}"),
-                   grids=tuple(grids), timing=timing, **top)
+           for k in ("cells", "modes", "dtypes", "devices", "threads") if k in data}
+    try:
+        timing = Timing.from_dict({**DEFAULT_TIMING.to_dict(), **timing_data})
+        return Profile(name=path.stem, description=data.get("description",
+                                                            f"grid from {path}"),
+                       grids=tuple(grids), timing=timing, **top)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 @dataclass
@@ -346,7 +416,6 @@ class Plan:
     baseline: str
     timing: Timing
     fresh_process: bool = True
-    threads: int = 1
     seed: int = 0
     plugins: list[str] = field(default_factory=list)
 
@@ -354,12 +423,20 @@ class Plan:
         return {"profile": self.profile, "cases": [c.to_dict() for c in self.cases],
                 "implementations": list(self.implementations), "baseline": self.baseline,
                 "timing": self.timing.to_dict(), "fresh_process": self.fresh_process,
-                "threads": self.threads, "seed": self.seed, "plugins": list(self.plugins)}
+                "seed": self.seed, "plugins": list(self.plugins)}
 
     @classmethod
     def from_dict(cls, data: dict) -> Plan:
         return cls(profile=data["profile"], cases=[Case.from_dict(c) for c in data["cases"]],
                    implementations=list(data["implementations"]), baseline=data["baseline"],
                    timing=Timing.from_dict(data["timing"]),
-                   fresh_process=data["fresh_process"], threads=data["threads"],
-                   seed=data["seed"], plugins=list(data["plugins"]))
+                   fresh_process=data["fresh_process"], seed=data["seed"],
+                   plugins=list(data["plugins"]))
+
+
+def groups(cases: Sequence[Case]) -> list[list[Case]]:
+    """`cases` grouped by `Case.group` (cases that differ only in their cell), in order."""
+    by_group: dict[str, list[Case]] = {}
+    for case in cases:
+        by_group.setdefault(case.group, []).append(case)
+    return list(by_group.values())

@@ -25,9 +25,8 @@ n gate (W_hn h + b_hn, one more H per step) rather than recompute it.
 from __future__ import annotations
 
 from bench.speed.cases import Case
+from bench.workload import DTYPES
 from impls import GATES
-
-ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
 
 
 def flops(case: Case) -> int:
@@ -45,4 +44,4 @@ def must_keep_bytes(case: Case) -> int:
     if case.mode == "training":
         states = 2 if case.cell == "lstm" else 1
         per_step *= GATES[case.cell] + states
-    return case.T * per_step * ITEMSIZE[case.dtype]
+    return case.T * per_step * DTYPES[case.dtype].itemsize

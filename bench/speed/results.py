@@ -1,42 +1,47 @@
-"""Results files: one JSON document per run, versioned, rewritten atomically after every case.
+"""Results files: one JSON document per run, versioned, rewritten atomically after every group.
 
 Where: ``results/bench/<run-id>/results.json``; beside it ``REPORT.md`` and ``figures/``,
 which ``python -m bench report`` regenerates from the JSON. A run id is
 ``<UTC date>-<time>-<profile>`` unless ``--run-id`` names it.
 
-Schema ``rnnbench.bench-results``, version 1::
+Schema ``rnnbench.bench-results``, version 2::
 
     {
-      "schema": "rnnbench.bench-results", "schema_version": 1, "run_id": "...",
+      "schema": "rnnbench.bench-results", "schema_version": 2, "run_id": "...",
       "plan": {                         # what the run measures; --resume reads it back
         "profile": "quick", "cases": [<case>, ...], "implementations": ["torch", ...],
         "baseline": "torch", "timing": {<bench.speed.cases.Timing fields>},
-        "fresh_process": true, "threads": 2, "seed": 0, "plugins": []
+        "fresh_process": true, "seed": 0, "plugins": []
       },
       "sessions": [                     # one per start or resume
         {"started": "<ISO date>", "finished": "<ISO date>" | null,
          "environment": {<bench.environment.fingerprint>}}
       ],
-      "gemm_peak": {"cpu/float32": {"gflops": 310.2, "n": 2048, "per_size": {"256": ...}}},
-      "cases": [                        # finished cases, in the order they ran
-        {"key": "lstm/training/T100/B64/I256/H256/float32/cpu", "case": <case>,
-         "flops": <GEMM FLOPs of one call>, "must_keep_bytes": <bytes BPTT must keep>,
+      "gemm_peak": {"cpu/float32/t2": {"gflops": 310.2, "n": 2048, "per_size": {...}}},
+      "cases": [                        # finished cases, a group at a time
+        {"key": "lstm/training/T100/B64/I256/H256/float32/cpu/t2",
+         "group": "training/T100/B64/I256/H256/float32/cpu/t2",   timed together
+         "case": <case>, "flops": <GEMM FLOPs of one call>,
+         "must_keep_bytes": <bytes BPTT must keep>,
          "implementations": {"<name>": <entry>, ...}}
       ]
     }
 
-    <case>  = {"cell", "mode", "T", "B", "I", "H", "dtype", "device"}
+    <case>  = {"cell", "mode", "T", "B", "I", "H", "dtype", "device", "threads"}
     <entry> = {"status": "n/a", "reason": "..."}                 unsupported: never a number
-            | {"status": "failed", "reason": "exception" | "out of memory" | "time budget",
+            | {"status": "failed", "reason": "exception" | "out of memory" | "time budget"
+                                             | "timeout" | "crashed",
                "message": "...", "fresh_process": <fresh> | null}
             | {"status": "ok",
-               "first_call_s": <first call of a fresh layer in the run's process>,
-               "warmup_s": [...], "steady": <warm-up reached a steady state>,
-               "samples_s": [...],                                raw seconds per call
+               "first_call_s": <first call in the first worker process>,
+               "warmup_s": [[...], ...], "steady": <every worker's warm-up settled>,
+               "samples_s": [[...], ...],                  seconds per call, per process
+               "threads": {"torch": 2, "numba": 2, ...},   the core budget that ran
                "autograd_node": "MkldnnRnnLayerBackward0" | ...,  the kernel that ran
-               "time": {"n", "median", "q1", "q3", "iqr", "min", "ci95": [lo, hi]},
+               "time": {"n", "processes", "median", "q1", "q3", "iqr", "min",
+                        "ci95": [lo, hi]},                 between-process spread included
                "tokens_per_s": T*B/median, "gflops": flops/median/1e9,
-               "peak_fraction": gflops / gemm_peak of the device and dtype,
+               "peak_fraction": gflops / gemm_peak of the device, dtype and threads,
                "ratio": {"baseline": "torch", "ratio": <median/baseline median>,
                          "ci95": [lo, hi]} | {"baseline": "torch", "unavailable": "why"},
                "fresh_process": <fresh> | null}                  null: not measured
@@ -60,7 +65,7 @@ from bench import io
 from bench.speed.cases import Case, Plan
 
 SCHEMA = "rnnbench.bench-results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESULTS_DIR = Path("results") / "bench"
 FILE_NAME = "results.json"
 
@@ -130,8 +135,9 @@ class RunFile:
         self.data["sessions"][-1]["finished"] = now()
         self.save()
 
-    def add_case(self, record: dict) -> None:
-        self.cases.append(record)
+    def add_cases(self, records: list[dict]) -> None:
+        """Records measured together, written together."""
+        self.cases.extend(records)
         self.save()
 
     def save(self) -> None:

@@ -1,27 +1,33 @@
-"""Running a plan: every case measured, summarised and written before the next one starts.
+"""Running a plan: every group of cases measured, summarised and written before the next one.
 
-Per case: an N/A entry for each implementation that cannot run it; for the others, the
+A group is the cases that differ only in their cell (`bench.speed.cases.groups`). Per group:
+an N/A entry for each implementation that cannot run a case; for the others, the
 fresh-process measurement (first call, peak memory: one process at a time, so none disturbs
-another or the timing), then the in-run timing with the implementations interleaved; then
-the statistics, throughput, GFLOP/s against the GEMM peak of this run, and the ratio of
-medians against the baseline implementation, all taken within the case.
+another or the timing), then the timing of every (implementation, cell) of the group
+interleaved in the same worker processes (`bench.speed.timing`), so that both the ratio to
+the baseline and the GRU/LSTM ratio are taken within one run; then the statistics,
+throughput, GFLOP/s against the GEMM peak of this run, and the ratio of medians against the
+baseline implementation. The group's records are written together.
 """
 
 from __future__ import annotations
 
-import functools
-
 import impls
-from bench.progress import Progress
-from bench.speed import costs, fresh_process, gemm_peak, stats
-from bench.speed import timing as measure
-from bench.speed.cases import Case, Plan
+from bench.speed import costs, fresh_process, gemm_peak, stats, timing
+from bench.speed.cases import Case, Plan, groups
 from bench.speed.results import RunFile
-from bench.workload import Workload, unsupported_reason
+from bench.workload import unsupported_reason
 
 
-def peak_key(device: str, dtype: str) -> str:
-    return f"{device}/{dtype}"
+def peak_key(case: Case) -> str:
+    """The GEMM peak a case is held to: its device, dtype and core budget."""
+    return f"{case.device}/{case.dtype}/t{case.threads}"
+
+
+def case_unsupported(impl_name: str, case: Case) -> str | None:
+    """Why `impl_name` cannot run `case` (an N/A entry), or None when it can."""
+    return unsupported_reason(impls.get(impl_name), case.cell, case.mode, case.dtype,
+                              case.device)
 
 
 def _summarise(entry: dict, case: Case, flops: int, peak: dict | None, seed: int) -> None:
@@ -45,70 +51,76 @@ def _ratios(entries: dict, baseline: str, seed: int) -> None:
                 entry["samples_s"], base["samples_s"], seed=seed)}
 
 
-def measure_case(case: Case, plan: Plan, peaks: dict, progress: Progress | None = None) -> dict:
-    """The results record of one case (schema in `bench.speed.results`)."""
-    entries: dict[str, dict] = {}
-    runnable = []
-    for name in plan.implementations:
-        reason = unsupported_reason(impls.get(name), case)
-        if reason is None:
-            runnable.append(name)
-        else:
-            entries[name] = {"status": "n/a", "reason": reason}
+def label(impl_name: str, case: Case) -> str:
+    """A workload's name within its group."""
+    return f"{impl_name} {case.cell}"
+
+
+def measure_group(cases: list[Case], plan: Plan, peaks: dict, progress=None) -> list[dict]:
+    """The results records of one group of cases (schema in `bench.speed.results`)."""
+    entries: dict[str, dict[str, dict]] = {case.key: {} for case in cases}
+    runnable: dict[str, tuple[str, Case]] = {}
+    for case in cases:
+        for name in plan.implementations:
+            reason = case_unsupported(name, case)
+            if reason is None:
+                runnable[label(name, case)] = (name, case)
+            else:
+                entries[case.key][name] = {"status": "n/a", "reason": reason}
 
     fresh: dict[str, dict | None] = {}
-    for name in runnable:
-        if progress:
+    for key, (name, case) in runnable.items():
+        if plan.fresh_process and progress:
             progress.show(f"{case.key} {name}: fresh process")
-        fresh[name] = fresh_process.measure(
-            case, name, seed=plan.seed, threads=plan.threads, plugins=plan.plugins,
+        fresh[key] = fresh_process.measure(
+            case, name, seed=plan.seed, plugins=plan.plugins,
             budget_s=plan.timing.budget_s) if plan.fresh_process else None
 
-    if progress:
-        progress.show(f"{case.key}: timing {', '.join(runnable)}")
-    timed = measure.time_case(
-        {name: functools.partial(Workload, case, name, plan.seed) for name in runnable},
-        plan.timing, case.device)
-    flops = costs.flops(case)
-    peak = peaks.get(peak_key(case.device, case.dtype))
-    for name in runnable:
-        entry = timed[name]
+    timed = timing.time_group(runnable, plan.timing, seed=plan.seed, plugins=plan.plugins,
+                              progress=progress)
+    for key, (name, case) in runnable.items():
+        entry = timed[key]
         if entry["status"] == "ok":
-            _summarise(entry, case, flops, peak, plan.seed)
-        entry["fresh_process"] = fresh[name]
-        entries[name] = entry
-    _ratios(entries, plan.baseline, plan.seed)
-    return {"key": case.key, "case": case.to_dict(), "flops": flops,
-            "must_keep_bytes": costs.must_keep_bytes(case),
-            "implementations": {name: entries[name] for name in plan.implementations}}
+            _summarise(entry, case, costs.flops(case),
+                       peaks.get(peak_key(case)), plan.seed)
+        entry["fresh_process"] = fresh[key]
+        entries[case.key][name] = entry
+    records = []
+    for case in cases:
+        _ratios(entries[case.key], plan.baseline, plan.seed)
+        records.append({"key": case.key, "group": case.group, "case": case.to_dict(),
+                        "flops": costs.flops(case), "must_keep_bytes": costs.must_keep_bytes(case),
+                        "implementations": {name: entries[case.key][name]
+                                            for name in plan.implementations}})
+    return records
 
 
-def _measure_peaks(run_file: RunFile, cases: list[Case], progress: Progress | None) -> None:
+def _measure_peaks(run_file: RunFile, cases: list[Case], progress) -> None:
     plan = run_file.plan
     peaks = run_file.data["gemm_peak"]
     for case in cases:
-        key = peak_key(case.device, case.dtype)
+        key = peak_key(case)
         if key in peaks:
             continue
-        if not any(unsupported_reason(impls.get(n), case) is None for n in plan.implementations):
+        if not any(case_unsupported(n, case) is None for n in plan.implementations):
             continue
         if progress:
             progress.show(f"GEMM peak {key}")
-        peaks[key] = gemm_peak.measure(case.device, case.dtype)
+        peaks[key] = gemm_peak.measure(case.device, case.dtype, case.threads)
     run_file.save()
 
 
-def run(run_file: RunFile, environment: dict, progress: Progress | None = None) -> RunFile:
-    """Measure the run's remaining cases, saving after each; a killed run resumes here."""
+def run(run_file: RunFile, environment: dict, progress=None) -> RunFile:
+    """Measure the run's remaining groups, saving after each; a killed run resumes here."""
     run_file.start_session(environment)
     remaining = run_file.remaining()
     _measure_peaks(run_file, remaining, progress)
     plan = run_file.plan
     if progress:
         progress.start()
-    for case in remaining:
-        run_file.add_case(measure_case(case, plan, run_file.data["gemm_peak"], progress))
+    for group in groups(remaining):
+        run_file.add_cases(measure_group(group, plan, run_file.data["gemm_peak"], progress))
         if progress:
-            progress.advance(case.key)
+            progress.advance(group[0].group, len(group))
     run_file.finish_session()
     return run_file

@@ -1,45 +1,47 @@
-"""In-run timing of one case: warm-up until steady, then repeats, implementations interleaved.
+"""Timing a group of workloads in worker processes: warm-up until steady, then interleaved samples.
 
-The discipline (after pyperf and PyTorch's benchmarks/fastrnns):
+The discipline (after pyperf and PyTorch's ``benchmarks/fastrnns``):
 
-- Each implementation is built, its first call timed apart (JIT compile, autotune), then
-  warmed up until the medians of the last two windows of calls agree (`is_steady`), or for
-  at most `Timing.warmup_max_s`.
-- The repeats are interleaved: round r calls every implementation once, in an order rotated
-  by r, so drift in the machine (other processes, thermal state) hits all alike and a ratio
-  taken within the case stays honest. The garbage collector is off while sampling.
-- On CUDA the clock is a pair of CUDA events around the call; the synchronisation before the
-  start event and after the end event lies outside the timed region.
-- A failure is recorded, never raised: `failure()` names the reason (``exception``,
-  ``out of memory``, ``time budget``) and the other implementations go on. The budget per
-  implementation covers build, warm-up and repeats; a call that overruns it is interrupted
-  by SIGALRM where the platform has it (between bytecodes: a long C call ends first).
+- The samples of a case come from `Timing.workers` processes, started one after the other
+  (never two at once: each gets the case's cores to itself). A process's memory layout,
+  allocator state and clock frequency shift its times as a whole; samples from several
+  processes let the intervals include that spread (`bench.speed.stats`).
+- In each process every workload of the group is built and its first call timed (JIT
+  compile, autotune), then warmed up until the medians of the last two windows of calls
+  agree (`is_steady`), or for at most `Timing.warmup_max_s`.
+- The samples are interleaved: round r calls every workload once, in an order rotated by r,
+  so drift in the machine (other processes, thermal state) hits all alike and a ratio taken
+  within the group stays honest. The garbage collector is off while sampling.
+- Every process gets the case's core budget: torch's threads and numba's (whose kernels hold
+  their BLAS to one thread per team member), recorded per entry as what actually ran.
+- Each call is timed by `bench.workload.seconds_per_call`, the suite's one timing loop.
+- A failure is recorded, never raised, and the others go on. An exception names its reason
+  (``exception``, ``out of memory``, ``time budget``); a workload that overruns its budget is
+  killed from outside (``timeout``: a hang in native code ignores everything else) and one
+  that takes its process down is ``crashed`` (with the signal and the last stderr); either
+  way the process is started again without it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import math
-import signal
 import statistics
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
-
-from bench.speed.cases import Timing
-from bench.workload import Workload
+from bench.speed import processes
+from bench.speed.cases import Case, Timing
 
 REASON_EXCEPTION = "exception"
 REASON_OOM = "out of memory"
 REASON_BUDGET = "time budget"
+REASON_TIMEOUT = processes.TIMEOUT
+REASON_CRASHED = processes.CRASHED
 
 
 class BudgetExceeded(Exception):
-    """An implementation used up its time budget in a case."""
+    """An implementation cannot fit its measurement into its time budget in a case."""
 
 
 def is_steady(times: list[float], window: int, tolerance: float) -> bool:
@@ -65,60 +67,28 @@ def failure(exc: BaseException) -> dict:
     return {"status": "failed", "reason": reason, "message": message[:2000]}
 
 
-def _cpu_clock(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def _cuda_clock(fn: Callable[[], None]) -> float:
-    torch.cuda.synchronize()
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1e3
-
-
-def clock_for(device: str) -> Callable[[Callable[[], None]], float]:
-    """Seconds one call takes on `device` (CUDA: events, sync outside the timed region)."""
-    return _cuda_clock if device == "cuda" else _cpu_clock
-
-
-def _alarm_available() -> bool:
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-
-
-@contextlib.contextmanager
-def deadline(seconds: float, budget: float):
-    """Raise BudgetExceeded if the block runs longer than `seconds` (what is left of `budget`)."""
-    message = f"over the budget of {budget:.3g} s for this implementation in this case"
-    if seconds <= 0:
-        raise BudgetExceeded(message)
-    alarm = _alarm_available()
-    if alarm:
-        def on_alarm(signum, frame):
-            raise BudgetExceeded(message)
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-    start = time.perf_counter()
+def set_core_budget(threads: int) -> dict:
+    """Give this process `threads` cores: torch's threads and numba's. Returns what ran."""
+    import torch
+    torch.set_num_threads(threads)
+    ran = {"torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads()}
     try:
-        yield
-    finally:
-        if alarm:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-    if time.perf_counter() - start > seconds:
-        raise BudgetExceeded(message)
+        import numba
+    except ImportError:
+        return ran
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    ran["numba"] = numba.get_num_threads()
+    return ran
+
+
+# -- in the worker process ---------------------------------------------------------------
 
 
 @dataclass
 class _Timed:
-    """One implementation's progress through a case."""
+    """One workload's progress through a worker."""
 
-    workload: Workload | None = None
+    workload: object = None
     spent: float = 0.0
     first_call: float = 0.0
     warmup: list[float] = field(default_factory=list)
@@ -127,83 +97,181 @@ class _Timed:
     wanted: int = 0
     failed: dict | None = None
 
-    def run(self, fn: Callable[[], float], budget: float):
-        """fn() under what is left of the budget; the wall time counts against it."""
-        start = time.perf_counter()
-        try:
-            with deadline(budget - self.spent, budget):
-                return fn()
-        finally:
-            self.spent += time.perf_counter() - start
 
-
-def _warm_up(state: _Timed, build: Callable[[], Workload], timing: Timing, clock) -> None:
-    state.workload = state.run(build, timing.budget_s)
-    call = state.workload.call
-    state.first_call = state.run(lambda: clock(call), timing.budget_s)
-    warm_start = state.spent
+def _warm_up(state: _Timed, build, timing: Timing, budget_left: float, call_time) -> None:
+    start = time.perf_counter()
+    state.workload = build()
+    state.first_call = call_time(state.workload)
+    warm_start = time.perf_counter()
     while True:
-        state.warmup.append(state.run(lambda: clock(call), timing.budget_s))
+        state.warmup.append(call_time(state.workload))
         state.steady = is_steady(state.warmup, timing.warmup_window, timing.warmup_tolerance)
-        if state.steady or state.spent - warm_start >= timing.warmup_max_s:
+        if state.steady or time.perf_counter() - warm_start >= timing.warmup_max_s:
             break
+    state.spent = time.perf_counter() - start
     per_call = max(statistics.median(state.warmup[-timing.warmup_window:]), 1e-9)
-    wanted = min(timing.max_repeats, max(timing.min_repeats, math.ceil(timing.target_s / per_call)))
-    affordable = int((timing.budget_s - state.spent) / per_call)
-    if affordable < timing.min_repeats:
+    per_worker = timing.target_s / timing.workers
+    fewest = math.ceil(timing.min_repeats / timing.workers)
+    most = max(fewest, math.ceil(timing.max_repeats / timing.workers))
+    wanted = min(most, max(fewest, math.ceil(per_worker / per_call)))
+    affordable = int((budget_left - state.spent) / per_call)
+    if affordable < fewest:
         raise BudgetExceeded(
-            f"{timing.min_repeats} repeats of ~{per_call:.3g} s do not fit in the "
-            f"{timing.budget_s - state.spent:.3g} s left of the {timing.budget_s:.3g} s budget")
+            f"{fewest} repeats of ~{per_call:.3g} s do not fit in the "
+            f"{budget_left - state.spent:.3g} s left of the {timing.budget_s:.3g} s budget")
     state.wanted = min(wanted, affordable)
 
 
-def _drop(state: _Timed, exc: BaseException) -> None:
-    state.failed = failure(exc)
-    state.workload = None
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def _worker(spec: dict, child: processes.Child) -> None:
+    """One worker process: every workload of the group warmed up, then sampled interleaved."""
+    from bench.workload import Workload, seconds_per_call
+    ran = set_core_budget(spec["threads"])
+    timing = Timing.from_dict(spec["timing"])
+    device = spec["device"]
 
+    def call_time(workload):
+        return seconds_per_call(workload.call, device=device)
 
-def time_case(builders: dict[str, Callable[[], Workload]], timing: Timing,
-              device: str) -> dict[str, dict]:
-    """Time every implementation of one case; an entry per name, ok or failed."""
-    clock = clock_for(device)
-    states = {name: _Timed() for name in builders}
-    for name, build in builders.items():
+    order = spec["order"]
+    states = {label: _Timed() for label in order}
+    for label in order:
+        impl, args = spec["workloads"][label]
+        child.send(("at", label))
         try:
-            _warm_up(states[name], build, timing, clock)
+            _warm_up(states[label], lambda i=impl, a=args: Workload(i, **a, seed=spec["seed"]),
+                     timing, spec["budget_left"][label], call_time)
         except Exception as exc:
-            _drop(states[name], exc)
+            states[label] = _Timed(failed=failure(exc))
 
-    order = [name for name, s in states.items() if s.failed is None]
+    live = [label for label in order if states[label].failed is None]
     gc.collect()
     gc.disable()
     try:
-        for r in range(max((states[n].wanted for n in order), default=0)):
-            shift = r % len(order)
-            for name in order[shift:] + order[:shift]:
-                state = states[name]
+        for r in range(max((states[label].wanted for label in live), default=0)):
+            shift = r % len(live)
+            for label in live[shift:] + live[:shift]:
+                state = states[label]
                 if state.failed is not None or len(state.samples) >= state.wanted:
                     continue
+                child.send(("at", label))
                 try:
-                    state.samples.append(
-                        state.run(lambda w=state.workload: clock(w.call), timing.budget_s))
+                    state.samples.append(call_time(state.workload))
                 except Exception as exc:
-                    _drop(state, exc)
+                    state.failed, state.workload = failure(exc), None
     finally:
         gc.enable()
 
     out = {}
-    for name, state in states.items():
+    for label, state in states.items():
         if state.failed is not None:
-            out[name] = state.failed
+            out[label] = state.failed
             continue
+        child.send(("at", label))
         try:
             node = state.workload.autograd_node()
         except Exception as exc:
             node = f"probe failed: {failure(exc)['message']}"
-        out[name] = {"status": "ok", "first_call_s": state.first_call,
-                     "warmup_s": state.warmup, "steady": state.steady,
-                     "samples_s": state.samples, "autograd_node": node}
+        out[label] = {"status": "ok", "first_call_s": state.first_call,
+                      "warmup_s": state.warmup, "steady": state.steady,
+                      "samples_s": state.samples, "autograd_node": node, "threads": ran}
         state.workload = None
-    return out
+    child.send(("done", out))
+
+
+# -- in the parent ------------------------------------------------------------------------
+
+
+class _LabelWatch(processes.Watch):
+    """A worker's deadline: what is left of the budget of the workload it runs now."""
+
+    def __init__(self, budget_left: dict[str, float], budget_s: float,
+                 startup_s: float) -> None:
+        self.budget_left = budget_left
+        self.budget_s = budget_s
+        self.current: str | None = None
+        self._since = time.monotonic()
+        self._startup_s = startup_s
+
+    def _charge(self) -> None:
+        now = time.monotonic()
+        if self.current is not None:
+            self.budget_left[self.current] -= now - self._since
+        self._since = now
+
+    def seen(self, message) -> None:
+        self._charge()
+        self.current = message[1]
+
+    def deadline(self) -> float:
+        if self.current is None:
+            return self._since + self._startup_s
+        return self._since + max(self.budget_left[self.current], 0.0)
+
+    def overrun(self) -> str:
+        if self.current is None:
+            return f"the worker did not start within {self._startup_s:.3g} s"
+        return (f"killed from outside: still running after the {self.budget_s:.3g} s "
+                "budget of this implementation in this case was used up")
+
+
+#: Seconds a worker may take to start and import plugins before its first message.
+STARTUP_S = 60.0
+
+
+def time_group(workloads: dict[str, tuple[str, Case]], timing: Timing, *, seed: int = 0,
+               plugins: list[str] = (), progress=None) -> dict[str, dict]:
+    """Time every (implementation, case) of one group; an entry per label, ok or failed.
+
+    The cases share everything but their cell (and so their device and core budget).
+    """
+    if not workloads:
+        return {}
+    cases = {case.group for _, case in workloads.values()}
+    if len(cases) != 1:
+        raise ValueError(f"one group at a time, got {sorted(cases)}")
+    _, some_case = next(iter(workloads.values()))
+    budget_left = {label: timing.budget_s for label in workloads}
+    per_worker: dict[str, list[dict]] = {label: [] for label in workloads}
+    failed: dict[str, dict] = {}
+    labels = list(workloads)
+    worker = 0
+    while worker < timing.workers:
+        live = [label for label in labels if label not in failed]
+        if not live:
+            break
+        shift = worker % len(live)
+        spec = {"workloads": {label: (impl, case.workload_args())
+                              for label, (impl, case) in workloads.items() if label in live},
+                "order": live[shift:] + live[:shift], "timing": timing.to_dict(),
+                "seed": seed, "device": some_case.device, "threads": some_case.threads,
+                "budget_left": {label: budget_left[label] for label in live},
+                "plugins": list(plugins)}
+        if progress:
+            progress.show(f"{some_case.group}: worker {worker + 1} of {timing.workers}")
+        watch = _LabelWatch(budget_left, timing.budget_s, STARTUP_S)
+        ended = processes.run(_worker, spec, watch)
+        if ended.how != "done":
+            culprit = watch.current
+            entry = {"status": "failed", "reason": ended.how, "message": ended.message}
+            if culprit is None:  # nothing ran: every workload shares the fate
+                failed.update({label: entry for label in live})
+                break
+            failed[culprit] = {**entry, "message": f"in worker {worker + 1}: {ended.message}"}
+            continue  # the same worker again, without the culprit
+        for label, entry in ended.result.items():
+            if entry["status"] == "ok":
+                per_worker[label].append(entry)
+            else:
+                failed.setdefault(label, entry)
+        worker += 1
+    return {label: failed.get(label) or _merge(per_worker[label]) for label in labels}
+
+
+def _merge(entries: list[dict]) -> dict:
+    """One entry from the workers' entries for the same workload: samples kept per process."""
+    first = entries[0]
+    return {"status": "ok", "first_call_s": first["first_call_s"],
+            "warmup_s": [e["warmup_s"] for e in entries],
+            "steady": all(e["steady"] for e in entries),
+            "samples_s": [e["samples_s"] for e in entries],
+            "autograd_node": first["autograd_node"], "threads": first["threads"]}

@@ -1,0 +1,93 @@
+"""Implementations for the harness's own tests, registered on import (as a user's --plugin).
+
+Each is torch's own kernel (`torch-native`) with one thing changed in its forward: it logs
+the call, raises, hangs, crashes its process, or holds a known amount of extra memory.
+A measuring process knows only what it imports, so the tests pass this module as a plugin.
+"""
+
+import os
+import signal
+import time
+
+import torch
+
+import impls
+
+BALLAST_MIB = 48
+#: Where "test-log-*" implementations append one line per call: "<pid> <name> <grad>".
+LOG_ENV = "RNNBENCH_TEST_LOG"
+
+
+def _native(cell, input_size, hidden_size, device, dtype):
+    return impls.get("torch-native").build(cell, input_size=input_size,
+                                           hidden_size=hidden_size, device=device, dtype=dtype)
+
+
+def _with(run_instead):
+    def factory(cell, input_size, hidden_size, device, dtype):
+        layer = _native(cell, input_size, hidden_size, device, dtype)
+        layer.run = run_instead(layer.run, layer)
+        return layer
+    return factory
+
+
+def _ballast(run, layer):
+    def heavy(*args):
+        extra = torch.ones(BALLAST_MIB * 2 ** 20 // 4)  # written, so resident
+        out = run(*args)
+        del extra
+        return out
+    return heavy
+
+
+def _raises(run, layer):
+    def broken(*args):
+        raise RuntimeError("broken kernel")
+    return broken
+
+
+def _killed(run, layer):
+    def killed(*args):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return killed
+
+
+def _segfault(run, layer):
+    def segfault(*args):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return segfault
+
+
+def _hangs(run, layer):
+    def hangs(*args):
+        time.sleep(600)
+    return hangs
+
+
+def _logged(name):
+    def wrap(run, layer):
+        def logged(x, *state):
+            with open(os.environ[LOG_ENV], "a") as f:
+                f.write(f"{os.getpid()} {name} {int(torch.is_grad_enabled())} "
+                        f"{int(x.requires_grad)}\n")
+            return run(x, *state)
+        return logged
+    return wrap
+
+
+for _name, _wrap in (("ballast", _ballast), ("raises", _raises), ("killed", _killed),
+                     ("segfault", _segfault), ("hangs", _hangs),
+                     *((f"log-{k}", _logged(f"test-log-{k}")) for k in "abc")):
+    impls.register(impls.Implementation(
+        name="test-" + _name, factory=_with(_wrap), cells=frozenset(impls.CELLS),
+        devices=frozenset({"cpu"}), dtypes=frozenset({torch.float32}), trainable=True),
+        replace=True)
+
+impls.register(impls.Implementation(
+    name="test-float64", factory=_native, cells=frozenset(impls.CELLS),
+    devices=frozenset({"cpu"}), dtypes=frozenset({torch.float64}), trainable=True),
+    replace=True)
+impls.register(impls.Implementation(
+    name="test-forward-only", factory=_native, cells=frozenset({"lstm"}),
+    devices=frozenset({"cpu"}), dtypes=frozenset({torch.float32}), trainable=False),
+    replace=True)

@@ -19,7 +19,6 @@ results/claims-<profile>/ so that a CI run never overwrites the committed report
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 import traceback
@@ -28,7 +27,7 @@ from pathlib import Path
 import torch
 
 from bench.claims import dropout, gates, gradients, longrange, speed, structure
-from bench.claims.experiment import PROFILES, Anchor, Claim, check_profile
+from bench.claims.experiment import PROFILES, Claim, check_profile
 from bench.claims.report import (
     catalogue_markdown,
     load_results,
@@ -41,41 +40,9 @@ from bench.environment import fingerprint
 #: How B1 and B2 are tested and what they are held against. Their experiment module
 #: (bench/claims/speed.py) defines the two Claims without these catalogue fields, so they
 #: are given here and applied only to a claim that has none of its own.
-SPEED_CATALOGUE = {
-    "B1": {
-        "method": (
-            "Every registered implementation that has both cells times its LSTM and its GRU "
-            "interleaved within one case, forward only and forward plus backward, at a base "
-            "point and with one of T, B, I, H varied at a time; the GRU/LSTM time ratio of "
-            "medians with a bootstrap 95% interval is set against the FLOP ratio 3/4. The "
-            "kernel that ran is read off the output's autograd node and reported: on a CPU, "
-            "PyTorch sends nn.LSTM to a fused oneDNN kernel but nn.GRU to a loop of ATen "
-            "operations, which by itself can make the GRU the slower of the two."),
-        "anchors": (
-            Anchor("MaximumEntropy, cudnn_rnn_theano_benchmarks (GitHub)", "cuDNN 5 on a "
-                   "TITAN X: GRU/LSTM training time 0.99 at H=128 and 0.83 at H=512"),
-        ),
-    },
-    "B2": {
-        "method": (
-            "The GEMM FLOPs of one step of each cell, 2G H (I+H) per sequence forward (G = 4 "
-            "for the LSTM, 3 for the GRU), counted over B1's grid in inference and training, "
-            "with B1's measured time per FLOP shown beside them."),
-        "anchors": (),
-    },
-}
-
-
-def _with_catalogue(claim: Claim) -> Claim:
-    fields = SPEED_CATALOGUE.get(claim.id)
-    if fields is None or claim.method or claim.anchors:
-        return claim
-    return dataclasses.replace(claim, **fields)
-
-
 #: The catalogue: every claim, grouped A (structure) to F (regularisation).
 CLAIMS: dict[str, Claim] = {
-    claim.id: _with_catalogue(claim)
+    claim.id: claim
     for module in (structure, speed, gradients, longrange, gates, dropout)
     for claim in module.CLAIMS
 }

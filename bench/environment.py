@@ -12,7 +12,6 @@ import os
 import platform
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy
@@ -107,5 +106,5 @@ def fingerprint(argv: list[str]) -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cuda": _cuda(),
         "git": git_state(),
-        "executable": sys.executable,
+        "python_implementation": platform.python_implementation(),
     }

@@ -37,7 +37,8 @@ def test_gru_has_three_quarters_of_lstm_flops():
 
 
 def test_must_keep_bytes():
-    # numba issue's memory case: T=1000, B=32, H=128 float32, LSTM keeps 4 gates + h + c.
+    # the numba kernels' memory target case: T=1000, B=32, H=128 float32; LSTM keeps 4 gates,
+    # h and c.
     lstm = Case("lstm", "training", T=1000, B=32, I=128, H=128)
     assert costs.must_keep_bytes(lstm) == 1000 * 32 * 128 * 6 * 4
     gru = Case("gru", "training", T=1000, B=32, I=128, H=128, dtype="float64")

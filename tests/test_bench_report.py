@@ -70,7 +70,7 @@ def results_file(tmp_path_factory):
         "threads": {"torch": 1, "torch_interop": 1, "numba": 2, "environment": {}},
         "versions": {"torch": "2.x"}, "onednn": {"available": True, "enabled": True},
         "blas": "mkl", "cuda": {"available": False, "version": None, "cudnn": None, "gpus": []},
-        "git": {"commit": "abc123", "dirty": False}, "executable": "python",
+        "git": {"commit": "abc123", "dirty": False}, "python_implementation": "CPython",
     }
     run.data["sessions"] = [{"started": "2025-01-01T00:00:00+00:00", "finished": None,
                              "environment": environment}]

@@ -235,7 +235,7 @@ def test_model_is_a_module_around_the_registry_layer():
 
 # -- across implementations ----------------------------------------------------------------
 
-#: Implementations the issue names; any other trainable one registered is compared too.
+#: The built-in trainable implementations; any other trainable one registered is compared too.
 NAMED = ("torch", "torch-native", "scripted", "numba")
 OTHERS = sorted(set(NAMED) | {n for n in impls.names()
                               if impls.get(n).trainable and n != "reference"})

@@ -68,16 +68,23 @@ def failure(exc: BaseException) -> dict:
 
 
 def set_core_budget(threads: int) -> dict:
-    """Give this process `threads` cores: torch's threads and numba's. Returns what ran."""
+    """Give this process `threads` cores: torch's threads and numba's. Returns what ran.
+
+    numba first: starting its pool under the OpenMP threading layer sets OpenMP's thread
+    count to the pool's size, which torch's OpenMP regions (oneDNN's RNN) would then use
+    whatever torch.get_num_threads() says; torch's setting, made last, is what holds.
+    """
     import torch
-    torch.set_num_threads(threads)
-    ran = {"torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads()}
+    ran = {}
     try:
         import numba
     except ImportError:
-        return ran
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    ran["numba"] = numba.get_num_threads()
+        numba = None
+    if numba is not None:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        ran["numba"] = numba.get_num_threads()
+    torch.set_num_threads(threads)
+    ran.update(torch=torch.get_num_threads(), torch_interop=torch.get_num_interop_threads())
     return ran
 
 

@@ -14,7 +14,8 @@ import torch
 import impls
 
 BALLAST_MIB = 48
-#: Where "test-log-*" implementations append one line per call: "<pid> <name> <grad>".
+#: Where "test-log-*" implementations log their calls, a line each: "<pid> <name> forward
+#: <autograd on> <input requires grad>" and "<pid> <name> backward <output grad all ones>".
 LOG_ENV = "RNNBENCH_TEST_LOG"
 
 
@@ -64,13 +65,22 @@ def _hangs(run, layer):
     return hangs
 
 
+def _log(line: str) -> None:
+    with open(os.environ[LOG_ENV], "a") as f:
+        f.write(f"{os.getpid()} {line}\n")
+
+
 def _logged(name):
+    """Log each forward (autograd on? input requires grad?) and the gradient the output gets
+    in the backward (all ones, as from y.sum().backward(), or not)."""
     def wrap(run, layer):
         def logged(x, *state):
-            with open(os.environ[LOG_ENV], "a") as f:
-                f.write(f"{os.getpid()} {name} {int(torch.is_grad_enabled())} "
-                        f"{int(x.requires_grad)}\n")
-            return run(x, *state)
+            _log(f"{name} forward {int(torch.is_grad_enabled())} {int(x.requires_grad)}")
+            y, *rest = run(x, *state)
+            if y.requires_grad:
+                y.register_hook(lambda g: _log(f"{name} backward "
+                                               f"{int(bool((g == 1).all()))}"))
+            return (y, *rest)
         return logged
     return wrap
 

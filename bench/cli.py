@@ -268,10 +268,14 @@ def _measure(run_file, write_report: bool, command: list[str]) -> int:
     from bench.progress import Progress
     from bench.report import markdown as report
     from bench.speed import runner
+    environment = fingerprint(command)
+    for warning in environment["contention"]:
+        print(f"warning: {warning}; its timings are suspect (recorded with the results)",
+              file=sys.stderr)
     progress = Progress(total=len(run_file.plan.cases), done=len(run_file.cases))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        runner.run(run_file, fingerprint(command), progress)
+        runner.run(run_file, environment, progress)
     except (KeyboardInterrupt, SystemExit):
         progress.close()
         print(f"\ninterrupted after {len(run_file.cases)} of {len(run_file.plan.cases)} "

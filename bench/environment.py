@@ -81,6 +81,44 @@ def _cuda() -> dict:
     }
 
 
+#: A 1-minute load average above this share of the usable cores, before this run started,
+#: means something else is computing here.
+BUSY_LOAD_SHARE = 0.5
+
+
+def _bench_processes() -> list[str]:
+    """Other running `python -m bench` processes (not this run's own)."""
+    me, launcher = os.getpid(), os.getppid()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        pid = int(entry.name)
+        if pid in (me, launcher) or parent == me:  # this run, what started it, its workers
+            continue
+        args = [a.decode(errors="replace") for a in argv if a]
+        if any(args[i:i + 2] == ["-m", "bench"] for i in range(len(args))):
+            found.append(f"{pid} ({' '.join(args)[:80]})")
+    return found
+
+
+def contention() -> list[str]:
+    """Why this machine's numbers may be suspect now: other runs, or a busy machine."""
+    warnings = []
+    others = _bench_processes()
+    if others:
+        warnings.append(f"another rnnbench run shares this machine: {', '.join(others)}")
+    if hasattr(os, "getloadavg"):
+        load = os.getloadavg()[0]
+        if load > BUSY_LOAD_SHARE * usable_cores():
+            warnings.append(f"the machine is busy: load average {load:.2f} on "
+                            f"{usable_cores()} usable cores before this run started")
+    return warnings
+
+
 def fingerprint(argv: list[str]) -> dict:
     """Everything above, as a JSON-ready dict."""
     numba_info = _numba()
@@ -107,4 +145,5 @@ def fingerprint(argv: list[str]) -> dict:
         "cuda": _cuda(),
         "git": git_state(),
         "python_implementation": platform.python_implementation(),
+        "contention": contention(),
     }

@@ -45,6 +45,19 @@ def write_with(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def remove_leftovers(path: Path) -> list[Path]:
+    """Delete the temporary files that writes of `path` killed midway left beside it.
+
+    Only for a file that nothing else writes now (a run's own results file, say).
+    """
+    path = Path(path)
+    found = list(path.parent.glob(f".{path.stem}.*.tmp{path.suffix}"))
+    for leftover in found:
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+    return found
+
+
 def write_text(path: Path, text: str) -> Path:
     """Replace `path` with `text`, atomically."""
     return write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

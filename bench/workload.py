@@ -85,6 +85,16 @@ def canonical_state(cell: str, I: int, H: int, *, dtype: str, device: str,
     }
 
 
+#: How far an output may stray from the baseline implementation's in the same case, per
+#: dtype (absolute plus relative): a cheap check that catches a wrong kernel, not a
+#: conformance test (that is tests/test_conformance.py, against the float64 oracle).
+CROSS_CHECK_TOLERANCE = {"float16": 5e-2, "bfloat16": 5e-2, "float32": 1e-3, "float64": 1e-8}
+
+
+class WrongOutput(ValueError):
+    """A layer's call produced something other than what the call must produce."""
+
+
 class Workload:
     """`impl_name`'s layer for one setting, with its inputs; `call()` is what gets measured."""
 
@@ -100,23 +110,50 @@ class Workload:
         self.layer.load_state_dict(canonical_state(cell, I, H, dtype=dtype, device=device,
                                                    seed=seed))
         self.layer.train(self.training)
+        self.dtype, self.H = dtype, H
         gen = torch.Generator().manual_seed(seed + 1)
         self.x = torch.randn(T, B, I, generator=gen).to(device, torch_dtype)
         self.grad_y = torch.randn(T, B, H, generator=gen).to(device, torch_dtype)
         self.x.requires_grad_(self.training)
         self.params = list(self.layer.parameters())
 
-    def call(self) -> None:
-        """One measured call: a forward, or a forward and backward."""
+    def call(self) -> torch.Tensor:
+        """One measured call: a forward, or a forward and backward. Returns the output y."""
         if not self.training:
             with torch.no_grad():
-                self.layer(self.x)
-            return
+                y, _ = self.layer(self.x)
+            return y
         for p in self.params:
             p.grad = None
         self.x.grad = None
         y, _ = self.layer(self.x)
         y.backward(self.grad_y)
+        return y
+
+    def checked_outputs(self) -> dict[str, torch.Tensor]:
+        """One more call (not timed) and what it produced: y, and dL/dx in training.
+
+        Raises WrongOutput when a shape or dtype is not the call's, or a value is not finite
+        (the inputs and weights are).
+        """
+        expected = {"y": (*self.x.shape[:2], self.H)}
+        produced = {"y": self.call()}
+        if self.training:
+            produced["dx"] = self.x.grad
+            expected["dx"] = tuple(self.x.shape)
+        for name, shape in expected.items():
+            value = produced[name]
+            if not isinstance(value, torch.Tensor):
+                raise WrongOutput(f"{name} is {type(value).__name__}, not a tensor")
+            if tuple(value.shape) != shape:
+                raise WrongOutput(f"{name} has shape {tuple(value.shape)}, expected {shape}")
+            if value.dtype != DTYPES[self.dtype]:
+                raise WrongOutput(f"{name} is {value.dtype}, expected {DTYPES[self.dtype]}")
+            if not torch.isfinite(value).all():
+                bad = int((~torch.isfinite(value)).sum())
+                raise WrongOutput(f"{name} has {bad} non-finite values of {value.numel()} "
+                                  "(the inputs and weights are finite)")
+        return {name: value.detach().clone() for name, value in produced.items()}
 
     def autograd_node(self) -> str | None:
         """Type of the output's autograd node in a forward with autograd on (not timed).
@@ -128,6 +165,19 @@ class Workload:
         with torch.enable_grad():
             y, _ = self.layer(x)
         return None if y.grad_fn is None else type(y.grad_fn).__name__
+
+
+def cross_check(outputs: dict[str, torch.Tensor], baseline: dict[str, torch.Tensor],
+                dtype: str) -> None:
+    """Raise WrongOutput when `outputs` stray from the baseline's beyond the tolerance."""
+    tolerance = CROSS_CHECK_TOLERANCE[dtype]
+    for name, value in outputs.items():
+        reference = baseline[name].to(value.dtype)
+        excess = ((value - reference).abs() - tolerance * (1 + reference.abs())).max()
+        if excess > 0:
+            worst = float((value - reference).abs().max())
+            raise WrongOutput(f"{name} differs from the baseline's by up to {worst:.3g} "
+                              f"(tolerance {tolerance:g} + {tolerance:g}·|baseline|)")
 
 
 def seconds_per_call(call: Callable[[], None], calls: int = 1, *, device: str = "cpu",

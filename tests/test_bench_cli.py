@@ -221,3 +221,22 @@ def test_sigterm_midway_then_resume(tmp_path, monkeypatch, capsys, small_gemm_pe
         f"rnn_tanh/inference/T5/B2/I{H}/H{H}/float32/cpu/t1" for H in (4, 6, 8)]
     assert final["cases"][:len(done)] == done
     assert all(e["status"] == "ok" for r in final["cases"] for e in r["implementations"].values())
+
+
+def test_two_runs_at_once_keep_both_results_and_warn(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    argv = [sys.executable, "-m", "bench", *TINY, "--results-dir", str(tmp_path), "--no-report"]
+    procs = [subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    files = sorted(tmp_path.glob("*/results.json"))
+    assert len(files) == 2
+    for path in files:
+        data = json.loads(path.read_text())
+        assert [r["key"] for r in data["cases"]] == ["lstm/inference/T5/B2/I4/H4/float32/cpu/t1"]
+    warned = [err for _, err in outputs if "another rnnbench run shares this machine" in err]
+    assert warned
+    recorded = [json.loads(p.read_text())["sessions"][0]["environment"]["contention"]
+                for p in files]
+    assert any(any("another rnnbench run" in w for w in ws) for ws in recorded)

@@ -68,3 +68,40 @@ def test_find_run_by_file_folder_or_id_and_latest(tmp_path):
 def test_latest_run_of_an_empty_folder_says_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="run `python -m bench` first"):
         results.latest_run(tmp_path)
+
+
+def test_run_ids_never_collide_within_a_second():
+    ids = {results.new_run_id("quick") for _ in range(200)}
+    assert len(ids) == 200
+
+
+def test_a_run_claims_its_file_at_creation(tmp_path):
+    path = results.run_path(tmp_path, "same")
+    results.RunFile.create(path, "same", small_plan())
+    assert results.RunFile.load(path).cases == []  # on disk at once, complete
+    with pytest.raises(ValueError, match="already exists"):
+        results.RunFile.create(path, "same", small_plan())
+
+
+@pytest.mark.parametrize("drop", ["plan", "cases", "key"])
+def test_an_incomplete_results_file_is_named_in_the_error(tmp_path, drop):
+    path = results.run_path(tmp_path, "run")
+    run = results.RunFile.create(path, "run", small_plan())
+    run.add_cases([{"key": "k", "case": {}, "implementations": {}}])
+    data = json.loads(path.read_text())
+    if drop == "key":
+        del data["cases"][0]["key"]
+    else:
+        del data[drop]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"{path}: not a complete results file"):
+        results.RunFile.load(path)
+
+
+def test_leftovers_of_killed_writes_are_removed_on_resume(tmp_path):
+    path = results.run_path(tmp_path, "run")
+    results.RunFile.create(path, "run", small_plan())
+    leftover = path.parent / ".results.abc123.tmp.json"
+    leftover.write_text("{half")
+    results.RunFile.load(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.json"]

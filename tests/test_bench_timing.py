@@ -110,6 +110,28 @@ def test_a_hang_is_killed_from_outside_on_its_budget():
     assert out["torch-native"]["status"] == "ok"
 
 
+@pytest.mark.parametrize("impl, message", [
+    ("test-nan", "y has 40 non-finite values of 40"),
+    ("test-short", "y has shape (3, 2, 5), expected (4, 2, 5)"),
+    ("test-off", "y differs from the baseline's by up to 0.5"),
+])
+@pytest.mark.parametrize("mode", ["inference", "training"])
+def test_a_wrong_output_is_recorded_never_timed(impl, message, mode):
+    case = Case("lstm", mode, T=4, B=2, I=3, H=5, threads=1)
+    one = Timing(target_s=0.001, min_repeats=3, max_repeats=3, warmup_max_s=0.001,
+                 budget_s=60.0, workers=1)
+    out = timing.time_group(group("torch-native", impl, case=case), one, plugins=PLUGINS,
+                            baseline="torch-native")
+    assert out["torch-native"]["status"] == "ok"
+    assert out[impl]["status"] == "failed"
+    assert "samples_s" not in out[impl]
+    if impl == "test-short" and mode == "training":  # backward itself refuses the shape
+        assert "shape" in out[impl]["message"]
+        return
+    assert out[impl]["reason"] == timing.REASON_WRONG
+    assert message in out[impl]["message"]
+
+
 def test_one_group_at_a_time():
     other = Case("lstm", "inference", T=4, B=3, I=3, H=5, threads=1)
     with pytest.raises(ValueError, match="one group at a time"):

@@ -138,6 +138,7 @@ def _environment(data: dict) -> list[str]:
         ("load average at start", ", ".join(f"{x:.2f}" for x in env["load_average"] or [])),
         ("threads", "each case sets its own core budget (the tables' last column shows what "
                     f"ran); numba may use up to {threads['numba']}"),
+        ("contention", "; ".join(env.get("contention") or []) or "none seen at the start"),
         ("oneDNN", "on" if env["onednn"]["enabled"] else "off"),
         ("BLAS (torch)", str(env["blas"])),
         ("versions", ", ".join(f"{k} {v}" for k, v in

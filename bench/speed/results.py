@@ -59,6 +59,8 @@ Times are seconds, memory bytes. A reader should check ``schema`` and ``schema_v
 from __future__ import annotations
 
 import datetime
+import os
+import secrets
 from pathlib import Path
 
 from bench import io
@@ -75,7 +77,10 @@ def now() -> str:
 
 
 def new_run_id(profile: str) -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime(f"%Y%m%d-%H%M%S-{profile}")
+    """<UTC date>-<time>-<profile>-<random>: two runs started in the same second, or on two
+    machines sharing a results folder, never share an id."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{profile}-{secrets.token_hex(3)}"
 
 
 class RunFile:
@@ -87,14 +92,18 @@ class RunFile:
 
     @classmethod
     def create(cls, path: Path, run_id: str, plan: Plan) -> RunFile:
+        """A new run, its file claimed at once (O_EXCL): a second run can never take it."""
         path = Path(path)
-        if path.exists():
-            raise ValueError(f"{path} already exists; resume it with --resume {path} or "
-                             "choose another --run-id")
         path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            raise ValueError(f"{path} already exists; resume it with --resume {path} or "
+                             "choose another --run-id") from None
         run = cls(path, {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run_id": run_id,
                          "plan": plan.to_dict(), "sessions": [], "gemm_peak": {},
                          "cases": []})
+        run.save()
         return run
 
     @classmethod
@@ -107,6 +116,18 @@ class RunFile:
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"{path}: schema version {data.get('schema_version')!r}; this "
                              f"code reads version {SCHEMA_VERSION}")
+        missing = [k for k in ("run_id", "plan", "sessions", "gemm_peak", "cases")
+                   if k not in data]
+        missing += [f"cases[{i}].{k}" for i, record in enumerate(data.get("cases", []))
+                    for k in ("key", "case", "implementations") if k not in record]
+        if missing:
+            raise ValueError(f"{path}: not a complete results file, missing "
+                             f"{', '.join(missing[:5])}")
+        try:
+            Plan.from_dict(data["plan"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: its plan cannot be read ({exc!r})") from None
+        io.remove_leftovers(path)
         return cls(path, data)
 
     @property

@@ -77,7 +77,7 @@ def measure_group(cases: list[Case], plan: Plan, peaks: dict, progress=None) -> 
             budget_s=plan.timing.budget_s) if plan.fresh_process else None
 
     timed = timing.time_group(runnable, plan.timing, seed=plan.seed, plugins=plan.plugins,
-                              progress=progress)
+                              baseline=plan.baseline, progress=progress)
     for key, (name, case) in runnable.items():
         entry = timed[key]
         if entry["status"] == "ok":

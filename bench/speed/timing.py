@@ -15,6 +15,8 @@ The discipline (after pyperf and PyTorch's ``benchmarks/fastrnns``):
 - Every process gets the case's core budget: torch's threads and numba's (whose kernels hold
   their BLAS to one thread per team member), recorded per entry as what actually ran.
 - Each call is timed by `bench.workload.seconds_per_call`, the suite's one timing loop.
+- Every workload's outputs are checked once before it is timed: shape, dtype, finite values,
+  and closeness to the baseline implementation's in the same case (``wrong output``).
 - A failure is recorded, never raised, and the others go on. An exception names its reason
   (``exception``, ``out of memory``, ``time budget``); a workload that overruns its budget is
   killed from outside (``timeout``: a hang in native code ignores everything else) and one
@@ -36,6 +38,7 @@ from bench.speed.cases import Case, Timing
 REASON_EXCEPTION = "exception"
 REASON_OOM = "out of memory"
 REASON_BUDGET = "time budget"
+REASON_WRONG = "wrong output"
 REASON_TIMEOUT = processes.TIMEOUT
 REASON_CRASHED = processes.CRASHED
 
@@ -55,8 +58,11 @@ def is_steady(times: list[float], window: int, tolerance: float) -> bool:
 
 def failure(exc: BaseException) -> dict:
     """A failed entry for a results file: the reason class and the message."""
+    from bench.workload import WrongOutput
     if isinstance(exc, BudgetExceeded):
         reason = REASON_BUDGET
+    elif isinstance(exc, WrongOutput):
+        reason = REASON_WRONG
     elif isinstance(exc, MemoryError) or (
             isinstance(exc, RuntimeError)
             and ("out of memory" in str(exc) or "can't allocate memory" in str(exc))):
@@ -129,6 +135,21 @@ def _warm_up(state: _Timed, build, timing: Timing, budget_left: float, call_time
     state.wanted = min(wanted, affordable)
 
 
+def _cross_check(states: dict, outputs: dict, spec: dict) -> None:
+    """Fail every workload whose outputs stray from the baseline implementation's (same cell)."""
+    from bench.workload import WrongOutput, cross_check
+    baselines = {spec["workloads"][label][1]["cell"]: outputs[label] for label in outputs
+                 if spec["workloads"][label][0] == spec["baseline"]}
+    for label, produced in outputs.items():
+        impl, args = spec["workloads"][label]
+        if impl == spec["baseline"] or args["cell"] not in baselines:
+            continue
+        try:
+            cross_check(produced, baselines[args["cell"]], args["dtype"])
+        except WrongOutput as exc:
+            states[label] = _Timed(failed=failure(exc))
+
+
 def _worker(spec: dict, child: processes.Child) -> None:
     """One worker process: every workload of the group warmed up, then sampled interleaved."""
     from bench.workload import Workload, seconds_per_call
@@ -141,14 +162,18 @@ def _worker(spec: dict, child: processes.Child) -> None:
 
     order = spec["order"]
     states = {label: _Timed() for label in order}
+    outputs = {}
     for label in order:
         impl, args = spec["workloads"][label]
         child.send(("at", label))
         try:
             _warm_up(states[label], lambda i=impl, a=args: Workload(i, **a, seed=spec["seed"]),
                      timing, spec["budget_left"][label], call_time)
+            outputs[label] = states[label].workload.checked_outputs()
         except Exception as exc:
             states[label] = _Timed(failed=failure(exc))
+    _cross_check(states, outputs, spec)
+    del outputs
 
     live = [label for label in order if states[label].failed is None]
     gc.collect()
@@ -226,10 +251,14 @@ STARTUP_S = 60.0
 
 
 def time_group(workloads: dict[str, tuple[str, Case]], timing: Timing, *, seed: int = 0,
-               plugins: list[str] = (), progress=None) -> dict[str, dict]:
+               plugins: list[str] = (), baseline: str | None = None,
+               progress=None) -> dict[str, dict]:
     """Time every (implementation, case) of one group; an entry per label, ok or failed.
 
-    The cases share everything but their cell (and so their device and core budget).
+    The cases share everything but their cell (and so their device and core budget). Every
+    workload's outputs are checked once (shape, dtype, finite values) and, where `baseline`
+    is in the group, against the baseline implementation's of the same cell; a workload that
+    fails is recorded as ``wrong output`` and never timed.
     """
     if not workloads:
         return {}
@@ -251,6 +280,7 @@ def time_group(workloads: dict[str, tuple[str, Case]], timing: Timing, *, seed: 
                               for label, (impl, case) in workloads.items() if label in live},
                 "order": live[shift:] + live[:shift], "timing": timing.to_dict(),
                 "seed": seed, "device": some_case.device, "threads": some_case.threads,
+                "baseline": baseline,
                 "budget_left": {label: budget_left[label] for label in live},
                 "plugins": list(plugins)}
         if progress:

@@ -1,7 +1,8 @@
 """Implementations for the harness's own tests, registered on import (as a user's --plugin).
 
 Each is torch's own kernel (`torch-native`) with one thing changed in its forward: it logs
-the call, raises, hangs, crashes its process, or holds a known amount of extra memory.
+the call, raises, hangs, crashes its process, holds a known amount of extra memory, or
+returns NaN, a sequence one step short, or values shifted by 0.5.
 A measuring process knows only what it imports, so the tests pass this module as a plugin.
 """
 
@@ -59,6 +60,27 @@ def _segfault(run, layer):
     return segfault
 
 
+def _nan(run, layer):
+    def nan(*args):
+        y, *rest = run(*args)
+        return (y * float("nan"), *rest)
+    return nan
+
+
+def _short(run, layer):
+    def short(*args):
+        y, *rest = run(*args)
+        return (y[:-1], *rest)
+    return short
+
+
+def _off(run, layer):
+    def off(*args):
+        y, *rest = run(*args)
+        return (y + 0.5, *rest)
+    return off
+
+
 def _hangs(run, layer):
     def hangs(*args):
         time.sleep(600)
@@ -86,7 +108,8 @@ def _logged(name):
 
 
 for _name, _wrap in (("ballast", _ballast), ("raises", _raises), ("killed", _killed),
-                     ("segfault", _segfault), ("hangs", _hangs),
+                     ("segfault", _segfault), ("hangs", _hangs), ("nan", _nan),
+                     ("short", _short), ("off", _off),
                      *((f"log-{k}", _logged(f"test-log-{k}")) for k in "abc")):
     impls.register(impls.Implementation(
         name="test-" + _name, factory=_with(_wrap), cells=frozenset(impls.CELLS),

@@ -166,6 +166,9 @@ def _import_plugins(modules: list[str]) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise ValueError(f"--plugin {module}: cannot import it ({exc})") from None
+        except Exception as exc:  # a plugin's own bug: name it, not a traceback
+            raise ValueError(f"--plugin {module}: importing it raised "
+                             f"{type(exc).__name__}: {exc}") from None
 
 
 def _new_plan(parser, args):

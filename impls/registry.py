@@ -73,7 +73,13 @@ class Implementation:
                 raise ValueError(
                     f"{self.name}: argument {arg!r} must be a positive int, got {value!r}"
                 )
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(
+                f"{self.name}: argument 'device' must name a device such as 'cpu' or 'cuda', "
+                f"got {device!r} ({exc})"
+            ) from None
         if dev.type not in self.devices:
             raise ValueError(
                 f"{self.name}: argument 'device' must be one of {sorted(self.devices)}, "

@@ -117,6 +117,13 @@ def test_argument_errors_say_what_is_wrong(argv, message, capsys):
     assert message in exits_with(argv, capsys).err
 
 
+def test_a_plugin_that_raises_on_import_is_named(tmp_path, monkeypatch, capsys):
+    (tmp_path / "bench_test_broken_plugin.py").write_text("raise KeyError('no such table')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    err = exits_with(["--plugin", "bench_test_broken_plugin", "--list"], capsys).err
+    assert "--plugin bench_test_broken_plugin: importing it raised KeyError" in err
+
+
 def test_resume_of_an_unknown_run_lists_the_known_ones(tmp_path, capsys):
     err = exits_with(["--resume", "nope", "--results-dir", str(tmp_path)], capsys).err
     assert "no results file at 'nope'" in err

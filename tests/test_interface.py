@@ -161,6 +161,7 @@ def test_bad_build_arguments_are_named(name):
         (ValueError, cell, {"hidden_size": 0}, ["'hidden_size'", "positive int", "0"]),
         (ValueError, cell, {"input_size": 2.0}, ["'input_size'", "positive int", "2.0"]),
         (ValueError, cell, {"device": "meta"}, ["'device'", "'meta'"]),
+        (ValueError, cell, {"device": "tpu"}, ["'device'", "'tpu'"]),
         (TypeError, cell, {"dtype": torch.int64}, ["'dtype'", "torch.int64"]),
     ]
     if "cuda" not in impl.devices or not torch.cuda.is_available():

@@ -73,10 +73,11 @@ def _asv(session, *args):
 
 @nox.session
 def asv(session):
-    """Record the speed history in results/asv: the checked-out commit by default.
+    """Record the speed and memory history in results/asv: the checked-out commit by default.
 
-    Arguments after `--` are a commit range for `asv run`, e.g. `-- HEAD~5..HEAD` for the last
-    five commits (commits already recorded are skipped).
+    The suite (benchmarks/asv) times this checkout's bench/workload.py call on each commit's
+    code. Arguments after `--` are a commit range for `asv run`, e.g. `-- HEAD~5..HEAD` for the
+    last five commits (commits already recorded are skipped).
     """
     commits = session.posargs or ["HEAD^!"]
     _asv(session, "run", "--machine", ASV_MACHINE, "--skip-existing-successful",
@@ -85,15 +86,30 @@ def asv(session):
 
 @nox.session
 def dashboard(session):
-    """Publish the asv dashboard, check it renders in headless Chromium, serve it on loopback.
+    """Publish the asv dashboard and serve it on http://127.0.0.1:8080/ (Ctrl-C stops it).
 
-    `-- --no-serve` stops after the check (what CI and scripts want).
+    `-- --check` first checks, in headless Chromium, that every benchmark renders with data
+    (tools/check_dashboard.py, screenshot in results/asv/dashboard.png; further arguments go
+    to it, e.g. `--browser google-chrome`). `-- --no-serve` stops after publishing (and the
+    check), as scripts want. `-- --offline` serves the dashboard's scripts from local copies
+    (tools/asv_offline.py, npm needed once) instead of public CDNs; the check always does.
+    Looking at the history needs no browser on this machine.
     """
+    ours = ("--check", "--no-serve", "--offline")
+    check = "--check" in session.posargs
+    extra = [a for a in session.posargs if a not in ours]
+    if extra and not check:
+        session.error(f"unknown arguments {extra}: only {', '.join(ours)} "
+                      "(and, with --check, tools/check_dashboard.py's options)")
     _asv(session, "publish")
-    session.run("python", "tools/check_dashboard.py", ".asv/html")
+    if "--offline" in session.posargs:
+        session.run("python", "tools/asv_offline.py", ".asv/html")
+    if check:
+        session.run("python", "tools/check_dashboard.py", ".asv/html", *extra)
     if "--no-serve" not in session.posargs:
         # Not `asv preview`: it listens on every interface.
-        session.log("dashboard on http://127.0.0.1:8080/ (Ctrl-C stops it)")
+        session.log("dashboard on http://127.0.0.1:8080/ (Ctrl-C stops it); a blank page "
+                    "without internet: `-- --offline`")
         session.run("python", "-m", "http.server", "8080", "--bind", "127.0.0.1",
                     "--directory", ".asv/html")
 
@@ -107,6 +123,10 @@ def gate(session):
 
 @nox.session
 def microbench(session):
-    """pytest-benchmark micro-benchmarks, for `--benchmark-compare-fail` style gating."""
+    """pytest-benchmark times bench/workload.py's call, for `--benchmark-compare-fail` gating.
+
+    Arguments after `--` go to pytest, e.g. `-- --benchmark-autosave` on the base commit, then
+    `-- --benchmark-compare --benchmark-compare-fail=median:10%`.
+    """
     install_project(session, "test")
-    session.run("pytest", "bench/pytest_benchmarks", *session.posargs)
+    session.run("pytest", "benchmarks/pytest", *session.posargs)

@@ -7,7 +7,10 @@ self-contained (tools/asv_offline.py), served on 127.0.0.1 only, and loaded with
 benchmark, a drawn plot on the summary grid and a measured value in the summary list, and the
 graph page of one benchmark must draw its series. A screenshot of that page is saved.
 
+    nox -s dashboard -- --check --no-serve                     # publish, then this check
     asv publish && python tools/check_dashboard.py            # exit 0 = renders with data
+
+Only this check needs Chromium; `nox -s dashboard` alone publishes and serves the history.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from asv_offline import localize
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
+#: The benchmark whose graph page is checked and shot: the first that ends so.
+GRAPH_SUFFIXES = (".track_seconds_per_call", ".track_tokens_per_second", ".time_call")
 #: Virtual time the page may use for its scripts and data requests before the DOM is dumped.
 BUDGET_MS = 20000
 
@@ -129,13 +134,18 @@ def main(argv: list[str]) -> int:
     if not index.is_file():
         p.error(f"{index} is missing: run `asv publish` first")
     if shutil.which(args.browser) is None:
-        p.error(f"{args.browser!r} not found: apt-get install -y chromium")
+        p.error(f"{args.browser!r} not found. This check renders the dashboard in headless "
+                f"Chromium: on Debian `sudo apt-get install -y chromium` (the "
+                f"browser alone: it is run from its command line, so the `chromium-driver` "
+                f"package is not needed), or pass --browser with another Chromium executable "
+                f"(chromium-browser, google-chrome). Without the check, `nox -s dashboard` "
+                f"publishes and serves the history with no browser installed here.")
     benchmarks = sorted(json.loads(index.read_text())["benchmarks"])
     if not benchmarks:
         print("check_dashboard: the published dashboard has no benchmarks", file=sys.stderr)
         return 1
     localize(args.html, args.cache)
-    graph = next((b for b in benchmarks if ".time_" in b), benchmarks[0])
+    graph = next((b for b in benchmarks if b.endswith(GRAPH_SUFFIXES)), benchmarks[0])
     with served(args.html) as url:
         problems = check_summary_grid(chromium(args.browser, url, "--dump-dom"), benchmarks)
         problems += check_summary_list(

@@ -468,9 +468,10 @@ def test_a_failing_claim_is_recorded_not_raised():
 
 def test_json_round_trip_keeps_non_finite_numbers_readable(tmp_path):
     path = tmp_path / "claims" / "claims.json"
-    report.write_json({"profile": "smoke", "claims": {"x": {"v": math.nan, "w": [math.inf]}}},
-                      path)
-    assert json.loads(path.read_text())["claims"]["x"] == {"v": "nan", "w": ["inf"]}
+    report.write_json({"profile": "smoke",
+                       "claims": {"x": {"status": "ok", "v": math.nan, "w": [math.inf]}}}, path)
+    assert json.loads(path.read_text())["claims"]["x"] == {"status": "ok", "v": "nan",
+                                                           "w": ["inf"]}
     loaded = report.load_results(path)["claims"]["x"]
     assert math.isnan(loaded["v"]) and loaded["w"] == [math.inf]
     assert not list(path.parent.glob(".claims-*"))   # no temporary file left behind
@@ -624,3 +625,115 @@ def test_e2_rule():
     assert gates.decide_e2(m(0.001, 0.001)).status == SUPPORTED
     assert gates.decide_e2(m(0.2, 0.001)).status == DEPENDS
     assert gates.decide_e2(m(0.2, 0.2)).status == NOT_SUPPORTED
+
+
+# -- claims.json under faults: killed runs, --only, runs at once, damaged files, bad options ---
+
+
+def _stored(claim_id, reason="stored earlier"):
+    return {"id": claim_id, "status": "ok", "seconds": 1.0, "measurements": {},
+            "verdict": {"status": SUPPORTED, "reason": reason}}
+
+
+@pytest.fixture
+def stored_run(tmp_path, monkeypatch):
+    """A claims.json holding every claim, and run_claim faked: each claim it runs gets the
+    reason 'new'; `stop[0]` is the claim at which the run is killed (KeyboardInterrupt)."""
+    paths = report.output_paths("smoke", tmp_path)
+    report.write_json({"profile": "smoke", "claims": {c: _stored(c) for c in claims.CLAIMS}},
+                      paths["json"])
+    ran, stop = [], [None]
+
+    def fake(claim, profile):
+        if claim.id == stop[0]:
+            raise KeyboardInterrupt
+        ran.append(claim.id)
+        return _stored(claim.id, "new")
+
+    monkeypatch.setattr(claims, "run_claim", fake)
+    monkeypatch.setattr(claims, "write_report", lambda results, catalogue, paths: None)
+    return paths, ran, stop
+
+
+def _reasons(path):
+    return {cid: r["verdict"]["reason"] for cid, r in report.load_results(path)["claims"].items()}
+
+
+def test_a_killed_claims_run_keeps_every_claim_it_had(stored_run, tmp_path):
+    paths, ran, stop = stored_run
+    stop[0] = "A3"
+    with pytest.raises(KeyboardInterrupt):
+        claims.main(["--profile", "smoke", "--out", str(tmp_path)])
+    reasons = _reasons(paths["json"])
+    assert set(reasons) == set(claims.CLAIMS)                  # nothing lost
+    assert [c for c, r in reasons.items() if r == "new"] == ran == ["A1", "A2"]
+
+
+def test_only_replaces_its_claims_and_keeps_every_other(stored_run, tmp_path):
+    paths, ran, _ = stored_run
+    assert claims.main(["--profile", "smoke", "--out", str(tmp_path), "--only", "B2", "A3",
+                        "B2"]) == 0
+    reasons = _reasons(paths["json"])
+    assert set(reasons) == set(claims.CLAIMS) and ran == ["B2", "A3"]
+    assert {c for c, r in reasons.items() if r == "new"} == {"A3", "B2"}
+
+
+def test_claims_runs_at_once_keep_each_others_claims(stored_run, tmp_path, monkeypatch):
+    paths, _, _ = stored_run
+    header = {"command": "another run"}
+
+    def meanwhile(claim, profile):   # another run finishes B1 while this one measures A1
+        report.update_results(paths["json"], "smoke", header, {"B1": _stored("B1", "other")})
+        return _stored(claim.id, "new")
+
+    monkeypatch.setattr(claims, "run_claim", meanwhile)
+    assert claims.main(["--profile", "smoke", "--out", str(tmp_path), "--only", "A1"]) == 0
+    reasons = _reasons(paths["json"])
+    assert reasons["A1"] == "new" and reasons["B1"] == "other"
+
+
+def test_a_full_run_drops_claims_that_no_longer_exist(stored_run, tmp_path):
+    paths, _, _ = stored_run
+    report.update_results(paths["json"], "smoke", {}, {"Z9": _stored("Z9")})
+    assert claims.main(["--profile", "smoke", "--out", str(tmp_path), "--only", "A1"]) == 0
+    assert "Z9" in _reasons(paths["json"])                     # --only leaves it
+    assert claims.main(["--profile", "smoke", "--out", str(tmp_path)]) == 0
+    assert set(_reasons(paths["json"])) == set(claims.CLAIMS)
+
+
+def test_claims_of_another_profile_are_not_overwritten(stored_run, tmp_path, capsys):
+    paths, ran, _ = stored_run
+    before = paths["json"].read_bytes()
+    assert claims.main(["--profile", "quick", "--out", str(tmp_path), "--only", "A1"]) == 2
+    assert f"{paths['json']} holds the claims of profile 'smoke'" in capsys.readouterr().err
+    assert paths["json"].read_bytes() == before and ran == []
+
+
+@pytest.mark.parametrize("damage", [
+    lambda text: text[: len(text) // 2],                       # truncated
+    lambda text: "",                                           # empty
+    lambda text: "\udcff",                                     # not UTF-8
+    lambda text: "[1, 2]",                                     # JSON, not a results file
+    lambda text: text.replace('"schema_version": 1', '"schema_version": 7'),
+    lambda text: text.replace('"claims"', '"clams"'),          # a key lost
+])
+@pytest.mark.parametrize("argv", [["--only", "A1"], [], ["--report-only"]])
+def test_an_unreadable_claims_file_is_a_clean_error_naming_it(stored_run, tmp_path, capsys,
+                                                              damage, argv):
+    paths, ran, _ = stored_run
+    damaged = damage(paths["json"].read_text()).encode("utf-8", "surrogateescape")
+    paths["json"].write_bytes(damaged)
+    assert claims.main(["--profile", "smoke", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {paths['json']}" in err and "Traceback" not in err
+    assert ran == [] and paths["json"].read_bytes() == damaged
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1.5", "100000"])
+def test_claims_threads_out_of_range_is_named(value, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(claims, "run_claim", lambda *a: pytest.fail("it ran"))
+    with pytest.raises(SystemExit) as exc:
+        claims.main(["--profile", "smoke", "--out", str(tmp_path), "--threads", value])
+    assert exc.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert "error:" in error and "--threads" in error

@@ -416,3 +416,155 @@ def test_a_sweep_resumes_without_redoing_finished_runs(tmp_path, monkeypatch):
     assert resumed["earlier_environments"] == [first["environment"]]
     accuracy.run_profile(profile, tmp_path, resume=False, **args)
     assert len(executed) == 2 * len(accuracy.MODELS)      # without --resume: all again
+
+
+# -- the sweep's files under faults: killed, failing, damaged, run with bad options ------------
+
+
+def _tiny_profile(**changes):
+    return dataclasses.replace(accuracy.PROFILES["smoke"], seeds=(0,), **changes)
+
+
+def _fake_runs(monkeypatch, stop_at=None, fail=()):
+    """Fake training: record each run; raise KeyboardInterrupt at the `stop_at`-th (a kill),
+    RuntimeError for the models in `fail`."""
+    executed = []
+
+    def fake(task_name, T, config, threads):
+        executed.append(config)
+        if len(executed) == stop_at:
+            raise KeyboardInterrupt
+        model = "irnn" if config.irnn else config.cell
+        if model in fail:
+            raise RuntimeError("training broke")
+        return _record(model, T, config.seed, 0.1)
+
+    monkeypatch.setattr(accuracy, "_execute", fake)
+    return executed
+
+
+ARGS = dict(jobs=1, threads=1, command=["test"])
+
+
+def test_an_interrupted_sweep_leaves_the_complete_file_and_keeps_its_runs(tmp_path,
+                                                                          monkeypatch):
+    profile = _tiny_profile()
+    keys = [run.key for run in accuracy.plan(profile)]
+    _fake_runs(monkeypatch)
+    path = accuracy.run_profile(profile, tmp_path, resume=False, **ARGS)
+    before = path.read_bytes()
+    _fake_runs(monkeypatch, stop_at=3)
+    with pytest.raises(KeyboardInterrupt):          # a plain rerun, killed during its 3rd run
+        accuracy.run_profile(profile, tmp_path, resume=False, **ARGS)
+    assert path.read_bytes() == before               # the complete file is as it was
+    _fake_runs(monkeypatch, stop_at=3)
+    with pytest.raises(KeyboardInterrupt):           # the same with --resume of a new plan
+        accuracy.run_profile(_tiny_profile(steps=((10, 41),)), tmp_path, resume=True, **ARGS)
+    assert path.read_bytes() == before
+    executed = _fake_runs(monkeypatch)
+    accuracy.run_profile(_tiny_profile(steps=((10, 41),)), tmp_path, resume=True, **ARGS)
+    assert len(executed) == len(keys) - 2            # only the runs without a cell
+    document = json.loads(path.read_text())
+    assert [r["key"] for r in document["runs"]] == keys and document["finished"]
+    assert {r["config"]["steps"] for r in document["runs"]} == {41}
+    assert not list(tmp_path.rglob(".*.tmp.json"))
+    ignored = tmp_path / accuracy.CELLS / ".gitignore"
+    assert ignored.read_text().splitlines()[-1] == "*"
+
+
+def test_a_failing_run_keeps_the_others_and_leaves_the_file(tmp_path, monkeypatch):
+    profile = _tiny_profile()
+    _fake_runs(monkeypatch, fail=("gru",))
+    with pytest.raises(accuracy.SweepFailed, match=r"1 of 4 runs failed \(sweep/equal/gru"):
+        accuracy.run_profile(profile, tmp_path, resume=False, **ARGS)
+    assert not (tmp_path / "smoke.json").exists()
+    assert len(list((tmp_path / accuracy.CELLS).glob("*.json"))) == 3
+    executed = _fake_runs(monkeypatch)
+    assert accuracy.main(["--profile", "smoke", "--out", str(tmp_path), "--resume",
+                          "--no-report"]) == 0
+    assert len(executed) == 8 - 3                    # smoke has two seeds: 8 runs, 3 done
+
+
+def test_resume_reads_a_profile_file_written_before_the_cells(tmp_path, monkeypatch):
+    profile = _tiny_profile()
+    _fake_runs(monkeypatch)
+    path = accuracy.run_profile(profile, tmp_path, resume=False, **ARGS)
+    first = json.loads(path.read_text())
+    for cell in (tmp_path / accuracy.CELLS).glob("*.json"):
+        cell.unlink()
+    executed = _fake_runs(monkeypatch)
+    accuracy.run_profile(profile, tmp_path, resume=True, **ARGS)
+    assert executed == []
+    assert json.loads(path.read_text())["earlier_environments"] == [first["environment"]]
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--jobs", "0"], "--jobs"), (["--jobs", "-1"], "--jobs"), (["--jobs", "nan"], "--jobs"),
+    (["--jobs", "1.5"], "--jobs"), (["--jobs", "inf"], "--jobs"),
+    (["--jobs", "100000"], "--jobs"), (["--threads", "0"], "--threads"),
+    (["--threads", "-3"], "--threads"), (["--threads", "nan"], "--threads"),
+    (["--threads", "100000"], "--threads"), (["--jobs", "2", "--threads", "1000"], "--threads"),
+    (["--report-only", "--resume"], "--resume"), (["--report-only", "--no-report"],
+                                                  "--no-report"),
+])
+def test_accuracy_options_out_of_range_are_named(argv, option, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(accuracy, "run_profile", lambda *a, **k: pytest.fail("it ran"))
+    with pytest.raises(SystemExit) as exc:
+        accuracy.main(["--profile", "quick", "--out", str(tmp_path), *argv])
+    assert exc.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert "error:" in error and option in error
+
+
+def test_jobs_times_threads_beyond_the_cores_is_refused(capsys, monkeypatch):
+    monkeypatch.setattr(accuracy, "usable_cores", lambda: 2)
+    with pytest.raises(SystemExit):
+        accuracy.main(["--jobs", "2", "--threads", "2", "--report-only"])
+    assert "--jobs 2 x --threads 2 is more than the 2 usable cores" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", [
+    lambda text: text[: len(text) // 2],                       # truncated
+    lambda text: "",                                           # empty
+    lambda text: "\udcff",                                     # not UTF-8
+    lambda text: "[1, 2]",                                     # JSON, not a results file
+    lambda text: text.replace('"runs"', '"ruins"'),            # a key lost
+])
+@pytest.mark.parametrize("argv", [["--resume", "--no-report"], ["--report-only"]])
+def test_an_unreadable_profile_file_is_a_clean_error_naming_it(damage, argv, tmp_path,
+                                                               monkeypatch, capsys):
+    _fake_runs(monkeypatch)
+    path = accuracy.run_profile(_tiny_profile(), tmp_path, resume=False, **ARGS)
+    path.write_bytes(damage(path.read_text()).encode("utf-8", "surrogateescape"))
+    monkeypatch.setattr(accuracy, "figures", lambda document, directory: [])
+    executed = _fake_runs(monkeypatch)
+    for cell in (tmp_path / accuracy.CELLS).glob("*.json"):
+        cell.unlink()
+    assert accuracy.main(["--profile", "smoke", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}" in err and "Traceback" not in err and executed == []
+
+
+def test_an_unreadable_cell_is_a_clean_error_naming_it(tmp_path, monkeypatch, capsys):
+    _fake_runs(monkeypatch)
+    accuracy.run_profile(_tiny_profile(), tmp_path, resume=False, **ARGS)
+    cell = sorted((tmp_path / accuracy.CELLS).glob("*.json"))[0]
+    cell.write_text(cell.read_text()[:100])
+    assert accuracy.main(["--profile", "smoke", "--out", str(tmp_path), "--resume",
+                          "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {cell}" in err and "Traceback" not in err
+
+
+def test_report_only_without_results_is_a_clean_error(tmp_path, capsys):
+    assert accuracy.main(["--report-only", "--out", str(tmp_path)]) == 2
+    assert f"no accuracy results in {tmp_path}" in capsys.readouterr().err
+
+
+def test_cells_are_named_by_their_inputs():
+    runs = accuracy.plan(accuracy.PROFILES["quick"])
+    assert len({run.cell_name() for run in runs}) == len(runs)
+    again = dataclasses.replace(runs[0], key="elsewhere", sizing="matched")
+    assert again.cell_name() == runs[0].cell_name()       # the inputs alone name it
+    other = dataclasses.replace(runs[0], config=dataclasses.replace(runs[0].config, lr=0.5))
+    assert other.cell_name() != runs[0].cell_name()

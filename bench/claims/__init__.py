@@ -11,7 +11,10 @@ which verdict rule, and which published figures it can be held against. The repo
 (results/CLAIMS.md) renders each entry above its verdict and measurements.
 
 Each claim's measurements, verdict and error (if it raised) are written to the JSON file as
-soon as it finishes, atomically, so a failing claim is recorded and the run goes on. The
+soon as it finishes, atomically, so a failing claim is recorded and the run goes on. A
+claim's entry is replaced only when that claim finishes, every other entry kept: a killed
+run, or one with --only, leaves the file with every claim it had, and runs at once keep
+each other's (`bench.claims.report.update_results`). The
 default profile writes results/CLAIMS.md and results/claims/; the others write under
 results/claims-<profile>/ so that a CI run never overwrites the committed report.
 """
@@ -32,10 +35,10 @@ from bench.claims.report import (
     catalogue_markdown,
     load_results,
     output_paths,
-    write_json,
+    update_results,
     write_report,
 )
-from bench.environment import fingerprint
+from bench.environment import fingerprint, usable_cores
 
 #: How B1 and B2 are tested and what they are held against. Their experiment module
 #: (bench/claims/speed.py) defines the two Claims without these catalogue fields, so they
@@ -95,39 +98,59 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(parser: argparse.ArgumentParser, message) -> int:
+    """A clean error (a results file that cannot be used, say): no traceback, exit code 2."""
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.catalogue:
         print(catalogue_markdown(CLAIMS), end="")
         return 0
     profile = check_profile(args.profile)
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    cores = usable_cores()
+    if not 1 <= args.threads <= cores:
+        parser.error(f"--threads must be from 1 to the {cores} usable cores, got "
+                     f"{args.threads}")
+    try:
+        ids = list(CLAIMS) if args.only is None else list(
+            dict.fromkeys(get(i).id for i in args.only))
+    except ValueError as exc:
+        parser.error(f"--only: {exc}")
     paths = output_paths(profile, args.out)
     command = "python -m bench claims " + " ".join(argv)
+    try:
+        existing = load_results(paths["json"])
+    except ValueError as exc:
+        return _error(parser, exc)
     if args.report_only:
-        results = load_results(paths["json"])
-        if results is None:
+        if existing is None:
             print(f"no results at {paths['json']}: run the claims of profile {profile!r} "
                   "first (or name the profile with --profile)", file=sys.stderr)
             return 2
-        write_report(results, CLAIMS, paths)
+        write_report(existing, CLAIMS, paths)
         print(f"wrote {paths['markdown']}")
         return 0
-    ids = list(CLAIMS) if args.only is None else [get(i).id for i in args.only]
+    if existing is not None and existing["profile"] != profile:
+        return _error(parser, f"{paths['json']} holds the claims of profile "
+                              f"{existing['profile']!r}, not {profile!r}: choose another "
+                              "--out, or remove it")
     torch.set_num_threads(args.threads)
-    results = load_results(paths["json"]) if args.only else None
-    if results is None or results.get("profile") != profile:
-        results = {"profile": profile, "claims": {}}
-    results.update(_run_header(command, argv, args.threads))
+    header = _run_header(command, argv, args.threads)
+    results = existing
     failed = 0
     for claim_id in ids:
         print(f"[{claim_id}] ...", flush=True)
         record = run_claim(CLAIMS[claim_id], profile)
-        record["measured_at"] = {"git": results["environment"]["git"],
-                                 "date": results["environment"]["date"]}
-        results["claims"][claim_id] = record
-        write_json(results, paths["json"])
+        record["measured_at"] = {"git": header["environment"]["git"],
+                                 "date": header["environment"]["date"]}
+        try:
+            results = update_results(paths["json"], profile, header, {claim_id: record})
+        except ValueError as exc:  # damaged or replaced meanwhile, by something else
+            return _error(parser, exc)
         if record["status"] == "ok":
             print(f"[{claim_id}] {record['verdict']['status']} ({record['seconds']:.1f} s)",
                   flush=True)
@@ -135,6 +158,11 @@ def main(argv: list[str]) -> int:
             failed += 1
             print(f"[{claim_id}] ERROR ({record['seconds']:.1f} s)\n{record['error']}",
                   file=sys.stderr, flush=True)
+    if args.only is None:  # every claim ran: drop the entries of claims that no longer exist
+        try:
+            results = update_results(paths["json"], profile, header, keep=set(CLAIMS))
+        except ValueError as exc:
+            return _error(parser, exc)
     write_report(results, CLAIMS, paths)
     print(f"wrote {paths['markdown']} and {paths['json']}")
     return 1 if failed else 0

@@ -2,16 +2,26 @@
 
     python -m bench accuracy --profile quick       # (or python -m bench.claims.accuracy ...)
     python -m bench accuracy --profile default --jobs 2
+    python -m bench accuracy --profile default --resume   # after a killed or failed sweep
     python -m bench accuracy --report-only         # figures and ACCURACY.md from the JSON
 
 A profile is a plan of training runs (bench.training.trainer) on the adding problem
 (bench.training.tasks): every model at every T at one hidden size, the others also at the
 LSTM's parameter count,
 several seeds; then the same small model trained by every trainable implementation, which
-must follow the same curve (they compute the same math). After each finished run the JSON
-(results/accuracy/<profile>.json) is rewritten atomically, so a killed sweep loses at most
-the runs in flight and `--resume` picks up where it stopped. Figures and ACCURACY.md are
-regenerated from the JSON files, never edited by hand.
+must follow the same curve (they compute the same math). The `smoke` profile shrinks the
+plan to seconds, for tests.
+
+Each finished run is written at once as a cell: a small JSON file in <out>/cells/ named by
+the hash of its inputs (task, T and training config), written atomically. The profile's
+file, results/accuracy/<profile>.json, is built from the cells and replaced, atomically,
+only when every run of the plan has finished: until then the previous complete file stays
+as it was. A killed sweep loses at most the runs in flight; `--resume` keeps every run
+whose inputs match a cell (or a run of the existing <profile>.json) and trains the rest.
+Without `--resume` every run is trained again and its cell replaced. Sweeps running at
+once into one folder share nothing but the cells, each written whole, and each builds its
+own complete file. Figures and ACCURACY.md are regenerated from the profile files, never
+edited by hand.
 
 The sweep bears on claims D1 and D2 of the claims catalogue (`bench.claims.CLAIMS`, rendered
 in results/CLAIMS.md); its anchor is Arjovsky, Shah & Bengio 2016 (`ARJOVSKY_2016`).
@@ -21,27 +31,38 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
+import hashlib
+import json
 import math
 import multiprocessing
+import os
+import signal
 import sys
+import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 import impls
 from bench import io as bench_io
-from bench.environment import fingerprint
+from bench.environment import fingerprint, usable_cores
 from bench.training.tasks import make_task
 from bench.training.trainer import TrainConfig, matched_hidden_size, parameter_count, train
 
 SCHEMA = "rnnbench-accuracy/1"
+CELL_SCHEMA = "rnnbench-accuracy-cell/1"
 RESULTS = Path("results/accuracy")
+#: The folder beside the profile files that holds one file per finished run.
+CELLS = "cells"
+#: A temporary file of an atomic write older than this was left by a killed writer.
+STALE_TEMPORARY_S = 600
 
 #: The four models of claims D1/C3: name -> TrainConfig fields.
 MODELS = {
@@ -112,6 +133,12 @@ PROFILES = {
         lengths=(50, 100, 200, 400), matched_lengths=(50, 100, 200), seeds=(0, 1, 2),
         steps=((50, 1500), (100, 2000), (200, 4000), (400, 4000)), eval_size=1000,
         cross_cells=("lstm", "gru"), cross_steps=1000, **_COMMON),
+    "smoke": Profile(
+        name="smoke", description="T=10, two seeds, 40 steps, torch only: seconds, for tests",
+        lengths=(10,), matched_lengths=(), seeds=(0, 1), steps=((10, 40),), eval_size=64,
+        cross_cells=(), cross_steps=10,
+        **{**_COMMON, "hidden_size": 8, "batch_size": 8, "eval_every": 20, "log_every": 10,
+           "impl": tuple((model, "torch") for model in MODELS)}),
 }
 
 
@@ -127,6 +154,15 @@ class Run:
     T: int
     seed: int
     config: TrainConfig
+    task: str = "adding"
+
+    def inputs(self) -> dict:
+        """What fixes the run's result: its cell is named by the hash of these."""
+        return {"task": self.task, "T": self.T, "config": dataclasses.asdict(self.config)}
+
+    def cell_name(self) -> str:
+        text = json.dumps(self.inputs(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:24] + ".json"
 
 
 def plan(profile: Profile) -> list[Run]:
@@ -157,7 +193,7 @@ def plan(profile: Profile) -> list[Run]:
                         eval_every=profile.eval_every, eval_size=profile.eval_size,
                         log_every=profile.log_every, stop_on_success=True, **fields)
                     runs.append(Run(f"sweep/{sizing}/{model}/T{T}/seed{seed}", "sweep", model,
-                                    sizing, T, seed, config))
+                                    sizing, T, seed, config, profile.task))
     runs.extend(_cross_impl_runs(profile, lr))
     return runs
 
@@ -178,17 +214,37 @@ def _cross_impl_runs(profile: Profile, lr: dict) -> list[Run]:
                 clip_norm=profile.clip_norm, seed=0, eval_every=profile.eval_every,
                 eval_size=profile.eval_size, log_every=1)
             runs.append(Run(f"cross_impl/{cell}/{name}", "cross_impl", model, "equal",
-                            profile.cross_T, 0, config))
+                            profile.cross_T, 0, config, profile.task))
     return runs
 
 
 # -- running -------------------------------------------------------------------------------
 
 
+class ResultsFileError(ValueError):
+    """A results file (a profile's JSON or a cell) that cannot be read, or is not one."""
+
+
+class SweepFailed(RuntimeError):
+    """Some runs raised: the profile's file was left as it was."""
+
+
 def _execute(task_name: str, T: int, config: TrainConfig, threads: int) -> dict:
     """One run, in a worker process or in this one."""
     torch.set_num_threads(threads)
     return train(make_task(task_name, T=T), config).to_dict()
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker process: exit once the sweep that started it is gone (killed, say), so
+    that no orphaned worker goes on training on a shared machine."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 def _record(run: Run, result: dict) -> dict:
@@ -204,17 +260,95 @@ def write_json(path: Path, document: dict) -> None:
     bench_io.write_json(path, document)
 
 
-def _load_done(path: Path, runs: list[Run]) -> tuple[dict[str, dict], list[dict]]:
-    """Runs of an earlier, interrupted sweep that match the plan exactly, and the
-    environments they were made in."""
+def _read(path: Path):
+    """A JSON file (bench.io); any failure to read it is a ResultsFileError naming it."""
+    try:
+        return bench_io.read_json(path)
+    except (OSError, ValueError) as exc:
+        message = str(exc)
+        raise ResultsFileError(message if str(path) in message
+                               else f"{path} cannot be read: {message}") from None
+
+
+def read_results(path: Path) -> dict:
+    """A profile's results file, checked to be one."""
+    document = _read(path)
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
+        raise ResultsFileError(f"{path} is not a results file of `python -m bench accuracy` "
+                               f"(schema {found!r}, expected {SCHEMA!r}); it may be damaged "
+                               "or written by something else")
+    runs = document.get("runs")
+    if not (isinstance(document.get("profile"), dict)
+            and isinstance(document.get("environment"), dict) and isinstance(runs, list)
+            and all(isinstance(r, dict) and "key" in r and "config" in r for r in runs)):
+        raise ResultsFileError(f"{path} lacks its profile, environment or runs (a list of "
+                               "runs with their key and config); it may be damaged")
+    return document
+
+
+def _read_cell(path: Path, run: Run) -> dict | None:
+    """The cell of `run` at `path`, or None if there is none."""
     if not path.exists():
-        return {}, []
-    planned = {run.key: dataclasses.asdict(run.config) for run in runs}
-    old = bench_io.read_json(path)
-    done = {r["key"]: r for r in old.get("runs", []) if planned.get(r["key"]) == r["config"]}
-    if not done:
-        return {}, []
-    return done, old.get("earlier_environments", []) + [old["environment"]]
+        return None
+    cell = _read(path)
+    if not (isinstance(cell, dict) and cell.get("schema") == CELL_SCHEMA
+            and cell.get("inputs") == bench_io.loads(bench_io.dumps(run.inputs()))
+            and isinstance(cell.get("result"), dict)):
+        raise ResultsFileError(f"{path} is not the cell ({CELL_SCHEMA}) of run {run.key}; it "
+                               "may be damaged: delete it and the run is trained again")
+    return cell
+
+
+def _write_cell(out: Path, run: Run, result: dict, environment: dict) -> Path:
+    directory = out / CELLS
+    marker = directory / ".gitignore"
+    if not marker.exists():  # working files, kept out of `git status` as pytest's cache is
+        bench_io.write_text(marker, "# python -m bench accuracy: one file per finished run\n*\n")
+    return bench_io.write_json(directory / run.cell_name(), {
+        "schema": CELL_SCHEMA, "key": run.key, "inputs": run.inputs(),
+        "environment": environment, "result": result})
+
+
+def _load_done(path: Path, runs: list[Run]) -> tuple[dict[str, dict], list[dict]]:
+    """Finished runs whose inputs match the plan exactly, and the environments they were
+    made in: from their cells (in the cells folder beside `path`), else from the profile
+    file `path` itself (complete or not, perhaps written before there were cells)."""
+    done: dict[str, dict] = {}
+    environments: list[dict] = []
+
+    def made_in(environment) -> None:
+        if isinstance(environment, dict) and environment not in environments:
+            environments.append(environment)
+
+    for run in runs:
+        cell = _read_cell(path.parent / CELLS / run.cell_name(), run)
+        if cell is not None:
+            done[run.key] = _record(run, cell["result"])
+            made_in(cell.get("environment"))
+    if path.exists() and len(done) < len(runs):
+        old = read_results(path)
+        planned = {run.key: (run.task, dataclasses.asdict(run.config)) for run in runs
+                   if run.key not in done}
+        task = old["profile"].get("task")
+        found = [r for r in old["runs"] if planned.get(r["key"]) == (task, r["config"])]
+        if found:
+            for environment in [*old.get("earlier_environments", []), old["environment"]]:
+                made_in(environment)
+            done.update((r["key"], r) for r in found)
+    return done, environments
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Delete what atomic writes killed midway left in `directory`, once old enough that no
+    sweep running now can still be writing it."""
+    if not directory.is_dir():
+        return
+    now = time.time()
+    for leftover in directory.glob(".*.tmp.json"):
+        with contextlib.suppress(FileNotFoundError):
+            if now - leftover.stat().st_mtime > STALE_TEMPORARY_S:
+                leftover.unlink()
 
 
 def _describe(record: dict) -> str:
@@ -233,46 +367,111 @@ def _describe(record: dict) -> str:
 
 def run_profile(profile: Profile, out: Path, *, jobs: int, threads: int, resume: bool,
                 command: list[str]) -> Path:
+    """Train the runs of `profile` (with `resume`, only those without a result yet), each
+    into its cell as it finishes; then write <out>/<profile>.json from all of them.
+
+    Raises SweepFailed, leaving <profile>.json as it was, if a run raised.
+    """
     torch.set_num_threads(threads)
+    out = Path(out)
     runs = plan(profile)
     path = out / f"{profile.name}.json"
+    environment = fingerprint(command)
     done, earlier = _load_done(path, runs) if resume else ({}, [])
-    document = {
-        "schema": SCHEMA, "profile": dataclasses.asdict(profile),
-        "environment": fingerprint(command), "earlier_environments": earlier, "jobs": jobs,
-        "threads_per_job": threads, "planned": len(runs), "finished": None,
-        "runs": list(done.values()),
-    }
     todo = [run for run in runs if run.key not in done]
+    for directory in (out, out / CELLS):
+        _remove_stale_temporaries(directory)
     _log(f"accuracy: profile {profile.name}: {len(runs)} runs, {len(done)} already done, "
-         f"{jobs} job(s) x {threads} thread(s); writing {path}")
-    write_json(path, document)
+         f"{jobs} job(s) x {threads} thread(s); finished runs go to {out / CELLS}, {path} is "
+         "replaced once all are done")
+    records = dict(done)
+    failures: dict[str, str] = {}
     started = time.perf_counter()
+    again = f"python -m bench accuracy --profile {profile.name} --out {out} --resume"
 
     def finished(run: Run, result: dict) -> None:
-        record = _record(run, result)
-        document["runs"].append(record)
-        write_json(path, document)
+        _write_cell(out, run, result, environment)
+        record = records[run.key] = _record(run, result)
         elapsed = time.perf_counter() - started
-        _log(f"[{len(document['runs'])}/{len(runs)}, {elapsed / 60:.1f} min] {_describe(record)}")
+        _log(f"[{len(records)}/{len(runs)}, {elapsed / 60:.1f} min] {_describe(record)}")
 
-    if jobs == 1:
-        for run in todo:
-            finished(run, _execute(profile.task, run.T, run.config, threads))
-    else:
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = {pool.submit(_execute, profile.task, run.T, run.config, threads): run
-                       for run in todo}
-            for future in concurrent.futures.as_completed(futures):
-                finished(futures[future], future.result())
-    order = {run.key: k for k, run in enumerate(runs)}
-    document["runs"].sort(key=lambda r: order[r["key"]])
-    document["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds")
+    def failed(run: Run, error: str) -> None:
+        failures[run.key] = error
+        _log(f"[failed] {run.key}:\n{error}")
+
+    try:
+        if jobs == 1:
+            for run in todo:
+                try:
+                    result = _execute(profile.task, run.T, run.config, threads)
+                except Exception:  # noqa: BLE001 - recorded; the other runs go on
+                    failed(run, traceback.format_exc())
+                else:
+                    finished(run, result)
+        else:
+            _run_in_pool(todo, profile.task, jobs, threads, finished, failed)
+    except BaseException:
+        _log(f"accuracy: stopped with {len(records)} of {len(runs)} runs finished; {path} is "
+             f"as it was; continue with: {again}")
+        raise
+    if failures:
+        raise SweepFailed(f"{len(failures)} of {len(runs)} runs failed ({', '.join(failures)});"
+                          f" {path} is as it was; the {len(records)} finished runs are kept: "
+                          f"continue with: {again}")
+    document = {
+        "schema": SCHEMA, "profile": dataclasses.asdict(profile),
+        "environment": environment, "earlier_environments": earlier, "jobs": jobs,
+        "threads_per_job": threads, "planned": len(runs),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "runs": [records[run.key] for run in runs],
+    }
     write_json(path, document)
-    _log(f"accuracy: {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min")
+    _log(f"accuracy: {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
+         f"wrote {path}")
     return path
+
+
+def _run_in_pool(todo: list[Run], task: str, jobs: int, threads: int, finished, failed) -> None:
+    """`todo` over `jobs` worker processes; stopped at once if this process is interrupted."""
+    context = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context,
+                                                  initializer=_watch_parent,
+                                                  initargs=(os.getpid(),))
+    try:
+        futures = {pool.submit(_execute, task, run.T, run.config, threads): run
+                   for run in todo}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                result = future.result()
+            except Exception:  # noqa: BLE001 - recorded; the other runs go on
+                failed(futures[future], traceback.format_exc())
+            else:
+                finished(futures[future], result)
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): the runs in flight are lost either way; stop them
+        # now rather than wait for them to finish.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_stops():
+    """SIGTERM stops a sweep as Ctrl-C does: workers ended, a message on how to continue."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _log(message: str) -> None:
@@ -284,6 +483,7 @@ def _log(message: str) -> None:
 
 def mean_interval(values: list[float]) -> dict:
     """Mean and its Student-t 95% interval over seeds (None without two finite values)."""
+    from scipy import stats  # here: a sweep's processes need not import it
     finite = np.array([v for v in values if math.isfinite(v)], dtype=float)
     if finite.size == 0:
         return {"n": 0, "mean": None, "ci95": None}
@@ -299,6 +499,7 @@ def mean_interval(values: list[float]) -> dict:
 
 def rate_interval(successes: int, n: int) -> dict:
     """Success rate with its exact (Clopper-Pearson) 95% interval."""
+    from scipy import stats
     ci = stats.binomtest(successes, n).proportion_ci(0.95, method="exact")
     return {"k": successes, "n": n, "rate": successes / n, "ci95": [ci.low, ci.high]}
 
@@ -623,9 +824,11 @@ def write_report(out: Path) -> Path:
     for name in sorted(PROFILES, key=lambda n: n != "default"):
         path = out / f"{name}.json"
         if path.exists():
-            documents.append(bench_io.read_json(path))
+            documents.append(read_results(path))
     if not documents:
-        raise FileNotFoundError(f"no accuracy results in {out}: run a profile first")
+        raise ResultsFileError(f"no accuracy results in {out} (none of "
+                               f"{', '.join(f'{n}.json' for n in PROFILES)}): run a profile "
+                               "first")
     lines = ["# Long-dependency accuracy", "",
              "Generated by `python -m bench accuracy` from the JSON files beside this one "
              "(`python -m bench accuracy --report-only` rebuilds it without training); do not "
@@ -640,30 +843,64 @@ def write_report(out: Path) -> Path:
 # -- command line --------------------------------------------------------------------------
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench accuracy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick",
+                        help="the plan (default quick): " + "; ".join(
+                            f"{name}: {p.description}" for name, p in PROFILES.items()))
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=f"results folder (default {RESULTS})")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="runs in parallel, one process each (default 1)")
+                        help="runs in parallel, one process each (default 1; jobs x threads "
+                             "at most the usable cores)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per run (default 1: these models are small)")
     parser.add_argument("--resume", action="store_true",
-                        help="keep the finished runs of an interrupted sweep of this profile")
+                        help="keep the runs already finished (by an interrupted sweep, or in "
+                             "<profile>.json) whose inputs match the plan; train the rest")
+    parser.add_argument("--no-report", dest="report", action="store_false",
+                        help="train and write <profile>.json only, not the figures and "
+                             "ACCURACY.md")
     parser.add_argument("--report-only", action="store_true",
                         help="only regenerate figures and ACCURACY.md from the JSON")
+    return parser
+
+
+def _check_options(parser: argparse.ArgumentParser, args) -> None:
+    cores = usable_cores()
+    for option in ("jobs", "threads"):
+        value = getattr(args, option)
+        if not 1 <= value <= cores:
+            parser.error(f"--{option} must be from 1 to the {cores} usable cores, got {value}")
+    if args.jobs * args.threads > cores:
+        parser.error(f"--jobs {args.jobs} x --threads {args.threads} is more than the {cores} "
+                     "usable cores: the runs would fight over them")
+    if args.report_only and (args.resume or not args.report):
+        parser.error("--report-only trains nothing: drop "
+                     + " and ".join(o for o, given in (("--resume", args.resume),
+                                                       ("--no-report", not args.report))
+                                    if given))
+
+
+def main(argv: list[str]) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
-    for arg in ("jobs", "threads"):
-        if getattr(args, arg) < 1:
-            parser.error(f"--{arg} must be at least 1, got {getattr(args, arg)}")
-    if not args.report_only:
-        command = [Path(sys.executable).name, "-m", "bench", "accuracy", *argv]
-        run_profile(PROFILES[args.profile], args.out, jobs=args.jobs, threads=args.threads,
-                    resume=args.resume, command=command)
-    report = write_report(args.out)
-    _log(f"accuracy: wrote {report}")
+    _check_options(parser, args)
+    try:
+        if not args.report_only:
+            command = [Path(sys.executable).name, "-m", "bench", "accuracy", *argv]
+            with _sigterm_stops():
+                run_profile(PROFILES[args.profile], args.out, jobs=args.jobs,
+                            threads=args.threads, resume=args.resume, command=command)
+        if args.report:
+            _log(f"accuracy: wrote {write_report(args.out)}")
+    except ResultsFileError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except SweepFailed as exc:
+        _log(f"accuracy: {exc}")
+        return 1
     return 0
 
 

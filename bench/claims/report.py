@@ -1,8 +1,11 @@
 """claims.json and CLAIMS.md: the results file, and the report regenerated from it alone.
 
-The JSON is rewritten atomically after every claim (write a temporary file, then rename),
-so a killed run leaves the claims finished so far readable. The markdown and the figures
-are pure functions of the JSON and of the catalogue (the `Claim` objects):
+The JSON is rewritten atomically after every claim (write a temporary file, then rename):
+each finished claim's record replaces that claim's entry alone, in the file as it is at that
+moment (read again under a lock on its folder), so a killed run leaves every claim finished
+before it, by this run or an earlier one, and two runs at once keep each other's claims.
+The markdown and the figures are pure functions of the JSON and of the catalogue (the
+`Claim` objects):
 `python -m bench claims --profile default --report-only` rebuilds them without running an
 experiment. Each claim's section opens with its catalogue entry (`catalogue_lines`); the
 verdict, the rule that gave it and the measurements follow, all three as recorded in the JSON.
@@ -10,9 +13,15 @@ verdict, the rule that gave it and the measurements follow, all three as recorde
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: runs at once there may lose each other's claims
+    fcntl = None
 
 from bench import io
 from bench.claims.experiment import NOTES
@@ -35,15 +44,66 @@ def write_json(results: dict, path: Path) -> None:
 
 
 def load_results(path: Path) -> dict | None:
-    """The results file, or None if there is none yet."""
+    """The results file, or None if there is none yet; a ValueError naming the file if it
+    cannot be read or is not one."""
     path = Path(path)
     if not path.exists():
         return None
-    results = io.read_json(path)
-    version = results.get("schema_version")
+    try:
+        results = io.read_json(path)
+    except (OSError, ValueError) as exc:
+        message = str(exc)
+        raise ValueError(message if str(path) in message
+                         else f"{path} cannot be read: {message}") from None
+    version = results.get("schema_version") if isinstance(results, dict) else None
     if version != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema_version {version!r}, expected {SCHEMA_VERSION}; "
-                         "rerun the claims to regenerate it")
+                         "it may be damaged, or written by another version: rerun the claims "
+                         "to regenerate it")
+    records = results.get("claims")
+    if not (isinstance(results.get("profile"), str) and isinstance(records, dict)
+            and all(isinstance(r, dict) and isinstance(r.get("status"), str)
+                    for r in records.values())):
+        raise ValueError(f"{path} lacks its profile or its claims (each with a status); it "
+                         "may be damaged")
+    return results
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    """Hold an exclusive lock on `directory` (no lock file is left behind)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def update_results(path: Path, profile: str, header: dict, records: dict | None = None,
+                   keep: set | None = None) -> dict:
+    """Put `records` (claim id -> record) and `header` into the results file as it is now,
+    every other claim's entry kept (with `keep`, only the claims named there); the file's
+    new content is returned.
+
+    The file is read again, changed and written under a lock on its folder, so that runs at
+    once, each with its own claims, keep each other's.
+    """
+    path = Path(path)
+    with _locked(path.parent):
+        results = load_results(path) or {"profile": profile, "claims": {}}
+        if results["profile"] != profile:
+            raise ValueError(f"{path} holds the claims of profile {results['profile']!r}, not "
+                             f"{profile!r}: choose another --out, or remove it")
+        results.update(header)
+        if keep is not None:
+            results["claims"] = {cid: r for cid, r in results["claims"].items() if cid in keep}
+        results["claims"].update(records or {})
+        write_json(results, path)
     return results
 
 
@@ -155,9 +215,7 @@ def write_report(results: dict, claims: dict, paths: dict[str, Path]) -> Path:
     for cid in ordered:
         lines += ["", *_claim_section(claims[cid], records[cid], profile, figures,
                                       markdown.parent)]
-    markdown.parent.mkdir(parents=True, exist_ok=True)
-    markdown.write_text("\n".join(lines) + "\n")
-    return markdown
+    return io.write_text(markdown, "\n".join(lines) + "\n")
 
 
 def _claim_section(claim, record: dict, profile: str, figures: Path, base: Path) -> list[str]:

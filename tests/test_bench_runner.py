@@ -1,5 +1,6 @@
 """bench.speed.runner: a case's record (N/A, failures, metrics, ratios, kernel) and resuming."""
 
+import dataclasses
 import functools
 
 import pytest
@@ -128,3 +129,12 @@ def test_gemm_peak_reports_the_best_size():
     assert set(peak["per_size"]) == {"16", "32"}
     assert peak["gflops"] == max(peak["per_size"].values())
     assert peak["per_size"][str(peak["n"])] == peak["gflops"]
+
+
+def test_the_fresh_process_is_measured_once_per_setting_at_the_most_cores():
+    one, two = (Case("gru", "inference", T=3, B=2, I=4, H=4, threads=t) for t in (1, 2))
+    plan = dataclasses.replace(plan_for([two, one], ["torch"]), fresh_process=True)
+    [record] = runner.measure_group([one], plan, {})
+    assert record["implementations"]["torch"]["fresh_process"] == {
+        "status": "measured with", "case": two.key}
+    assert runner.fresh_elsewhere(two, plan) is None

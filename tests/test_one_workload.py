@@ -95,11 +95,14 @@ def test_the_asv_suite_times_the_workload(call_log, mode):
     [benchmark] = [cls for cls in (suite.Inference, suite.Training) if cls.mode == mode]
     shape = next(iter(suite.SHAPES))
     instance = benchmark()
+    torch_threads = torch.get_num_threads()
     try:
-        instance.setup(IMPL, "lstm", shape, "cpu")
+        instance.setup(IMPL, "lstm", shape, "cpu")  # one thread, numba's and torch's
         assert instance.track_seconds_per_call(IMPL, "lstm", shape, "cpu") > 0
     finally:
-        torch.set_num_threads(min(2, torch.get_num_threads()))
+        if suite.numba is not None:  # later tests size numba's team from its maximum
+            suite.numba.set_num_threads(suite.numba.config.NUMBA_NUM_THREADS)
+        torch.set_num_threads(torch_threads)
     assert_the_workloads_call(call_log, mode)
 
 

@@ -61,6 +61,8 @@ def _memory(entry: dict, must_keep: int) -> str:
     fresh = entry.get("fresh_process")
     if fresh is None:
         return "not measured"
+    if fresh["status"] == "measured with":
+        return f"as at t{fresh['case'].rsplit('/t', 1)[1]}"
     if fresh["status"] != "ok":
         return f"failed ({fresh['reason']})"
     if fresh["peak_bytes"] is None:

@@ -50,6 +50,7 @@ Schema ``rnnbench.bench-results``, version 2::
                "peak_bytes": <median peak of the settled calls> | null,  null: unmeasurable
                "memory_calls": <calls after the first>, "memory_settled": <bool>,
                "memory_method": "peak RSS increase" | ...}
+            | {"status": "measured with", "case": <key>}   the same setting at more cores
             | a failed entry without "fresh_process"
 
 Times are seconds, memory bytes. A reader should check ``schema`` and ``schema_version``

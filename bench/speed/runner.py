@@ -12,6 +12,8 @@ baseline implementation. The group's records are written together.
 
 from __future__ import annotations
 
+import dataclasses
+
 import impls
 from bench.speed import costs, fresh_process, gemm_peak, stats, timing
 from bench.speed.cases import Case, Plan, groups
@@ -51,6 +53,17 @@ def _ratios(entries: dict, baseline: str, seed: int) -> None:
                 entry["samples_s"], base["samples_s"], seed=seed)}
 
 
+def fresh_elsewhere(case: Case, plan: Plan) -> Case | None:
+    """The case of the plan whose fresh-process measurement stands for `case`'s, if any.
+
+    Peak memory is the layer's, whatever its core budget, and the first call is mostly
+    compilation: both are taken once per setting, at the largest core budget the plan has.
+    """
+    same = [c for c in plan.cases
+            if c.threads > case.threads and dataclasses.replace(c, threads=case.threads) == case]
+    return max(same, key=lambda c: c.threads) if same else None
+
+
 def label(impl_name: str, case: Case) -> str:
     """A workload's name within its group."""
     return f"{impl_name} {case.cell}"
@@ -70,11 +83,17 @@ def measure_group(cases: list[Case], plan: Plan, peaks: dict, progress=None) -> 
 
     fresh: dict[str, dict | None] = {}
     for key, (name, case) in runnable.items():
-        if plan.fresh_process and progress:
-            progress.show(f"{case.key} {name}: fresh process")
-        fresh[key] = fresh_process.measure(
-            case, name, seed=plan.seed, plugins=plan.plugins,
-            budget_s=plan.timing.budget_s) if plan.fresh_process else None
+        shared = fresh_elsewhere(case, plan)
+        if not plan.fresh_process:
+            fresh[key] = None
+        elif shared is not None:
+            fresh[key] = {"status": "measured with", "case": shared.key}
+        else:
+            if progress:
+                progress.show(f"{case.key} {name}: fresh process")
+            fresh[key] = fresh_process.measure(case, name, seed=plan.seed,
+                                               plugins=plan.plugins,
+                                               budget_s=plan.timing.budget_s)
 
     timed = timing.time_group(runnable, plan.timing, seed=plan.seed, plugins=plan.plugins,
                               baseline=plan.baseline, progress=progress)

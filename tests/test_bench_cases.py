@@ -25,7 +25,7 @@ def test_cases_that_differ_only_in_the_cell_form_a_group():
     assert sum(len(g) for g in grouped) == len(found)
     for group in grouped:
         assert len({c.group for c in group}) == 1
-        assert sorted(c.cell for c in group) == ["gru", "lstm", "rnn_tanh"]
+        assert {"gru", "lstm"} <= {c.cell for c in group}
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -265,6 +265,8 @@ FULL_TIMING = Timing(target_s=2.0, min_repeats=20, max_repeats=300, warmup_max_s
 #: The single-core points of the built-in profiles: the batch sizes of serving (1) and
 #: training (64) at the base shape.
 ONE_CORE = (1,)
+#: The cells kernels are chosen for; the simple RNN is measured at each base point only.
+GATED = ("lstm", "gru")
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile(
@@ -272,20 +274,23 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
         description="two-point sweeps of H, B and T around T=50, B=16, I=H=128, and one "
                     "single-core point: a smoke run of every table and figure (about 3 "
                     "minutes on 2 cores)",
-        grids=(Grid(T=(50,), B=(16,), H=(128, 256)),
-               Grid(T=(50,), B=(1,), H=(128,)),
-               Grid(T=(100,), B=(16,), H=(128,), modes=("training",)),
-               Grid(T=(50,), B=(16,), H=(128,), threads=ONE_CORE)),
+        grids=(Grid(T=(50,), B=(16,), H=(128,)),
+               Grid(T=(50,), B=(16,), H=(256,), cells=GATED),
+               Grid(T=(50,), B=(1,), H=(128,), cells=GATED),
+               Grid(T=(100,), B=(16,), H=(128,), modes=("training",), cells=GATED),
+               Grid(T=(50,), B=(16,), H=(128,), threads=ONE_CORE, cells=GATED)),
         timing=QUICK_TIMING,
     ),
     Profile(
         name="default",
-        description="sweeps of H, B and T around T=100, B=64, I=H=256 on all cores, and B=1 "
-                    "and 64 on one core (under 15 minutes on 2 cores)",
-        grids=(Grid(T=(100,), B=(64,), H=(64, 128, 256, 512)),
-               Grid(T=(100,), B=(1, 16, 64, 128), H=(256,)),
-               Grid(T=(100, 300, 1000), B=(32,), H=(128,), modes=("training",)),
-               Grid(T=(100,), B=(1, 64), H=(256,), threads=ONE_CORE)),
+        description="LSTM and GRU: sweeps of H, B and T around T=100, B=64, I=H=256 on all "
+                    "cores, B=1 and 64 on one core; the tanh RNN at the base point (under 15 "
+                    "minutes on 2 cores)",
+        grids=(Grid(T=(100,), B=(64,), H=(256,)),
+               Grid(T=(100,), B=(64,), H=(64, 128, 512), cells=GATED),
+               Grid(T=(100,), B=(1, 16, 128), H=(256,), cells=GATED),
+               Grid(T=(100, 300, 1000), B=(32,), H=(128,), modes=("training",), cells=GATED),
+               Grid(T=(100,), B=(1, 64), H=(256,), threads=ONE_CORE, cells=GATED)),
         timing=DEFAULT_TIMING,
     ),
     Profile(

@@ -125,6 +125,11 @@ def run_parser() -> argparse.ArgumentParser:
     out.add_argument("--resume", metavar="RUN",
                      help="continue a killed run (results file, run folder or run id) with "
                           "the plan stored in it")
+    out.add_argument("--retry", type=_list_of(str, "failure reason"), metavar="REASON[,...]",
+                     help="with --resume: measure again the groups of cases with an entry "
+                          "that failed for one of these reasons (crashed, timeout, exception, "
+                          "'out of memory', 'time budget', 'wrong output'; or failed: any). "
+                          "Without it, a recorded failure is a result and is kept")
     out.add_argument("--no-report", dest="report", action="store_false",
                      help="write the results file only")
     out.add_argument("--list", action="store_true",
@@ -145,6 +150,9 @@ def _check_combinations(parser: argparse.ArgumentParser, args) -> None:
         if given or args.plugin:
             parser.error("--resume continues the plan stored in the results file; drop "
                          f"{', '.join(given + ['--plugin'] * bool(args.plugin))}")
+    if args.retry and not args.resume:
+        parser.error("--retry goes with --resume RUN (it measures again what a run recorded "
+                     "as failed)")
     if args.repeats is not None and args.repeats < 3:
         parser.error(f"--repeats must be at least 3, got {args.repeats}")
     if args.budget is not None and not (math.isfinite(args.budget) and args.budget > 0):
@@ -241,6 +249,10 @@ def _run(argv: list[str]) -> int:
             run_file = results.RunFile.load(results.find_run(args.resume, args.results_dir))
             plan = run_file.plan
             plugins = plan.plugins
+            if args.retry:
+                dropped = run_file.forget_failures(args.retry)
+                print(f"retrying {len(dropped)} case(s) with an entry failed for "
+                      f"{', '.join(args.retry)}", file=sys.stderr)
         else:
             run_file = None
             plugins = args.plugin

@@ -247,3 +247,31 @@ def test_two_runs_at_once_keep_both_results_and_warn(tmp_path):
     recorded = [json.loads(p.read_text())["sessions"][0]["environment"]["contention"]
                 for p in files]
     assert any(any("another rnnbench run" in w for w in ws) for ws in recorded)
+
+
+def test_a_crashing_layer_is_recorded_and_the_run_finishes(tmp_path):
+    """A segfault ends only its worker: both cases are recorded, the crash with its signal,
+    a resume keeps it as a result, and --retry measures it again."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests" / "plugins")]))
+    argv = [sys.executable, "-m", "bench", "--T", "5", "--B", "2", "--H", "4,6", "--cell", "lstm",
+            "--mode", "inference", "--impl", "torch,test-segfault", "--repeats", "3",
+            "--no-fresh-process", "--threads", "1", "--plugin", "rnnbench_test_impls",
+            "--results-dir", str(tmp_path), "--run-id", "crash", "--no-report"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    path = results.run_path(tmp_path, "crash")
+    cases = json.loads(path.read_text())["cases"]
+    assert len(cases) == 2
+    for record in cases:
+        crashed = record["implementations"]["test-segfault"]
+        assert crashed["reason"] == "crashed" and "SIGSEGV" in crashed["message"]
+        assert record["implementations"]["torch"]["status"] == "ok"
+    resume = [sys.executable, "-m", "bench", "--resume", str(path), "--no-report"]
+    subprocess.run(resume, cwd=tmp_path, env=env, check=True, timeout=300,
+                   capture_output=True)
+    assert json.loads(path.read_text())["cases"] == cases  # a recorded crash is a result
+    retried = subprocess.run(resume + ["--retry", "crashed"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert retried.returncode == 0 and "retrying 2 case(s)" in retried.stderr
+    assert len(json.loads(path.read_text())["sessions"]) == 3

@@ -105,3 +105,19 @@ def test_leftovers_of_killed_writes_are_removed_on_resume(tmp_path):
     leftover.write_text("{half")
     results.RunFile.load(path)
     assert sorted(p.name for p in path.parent.iterdir()) == ["results.json"]
+
+
+def test_retry_forgets_the_groups_with_failures_of_the_given_reasons(tmp_path):
+    plan = small_plan()
+    path = results.run_path(tmp_path, "run")
+    run = results.RunFile.create(path, "run", plan)
+    crashed = {"status": "failed", "reason": "crashed", "message": "SIGSEGV"}
+    run.add_cases([
+        {"key": c.key, "group": c.group, "case": c.to_dict(),
+         "implementations": {"torch": crashed if c.H == 8 else {"status": "n/a"}}}
+        for c in plan.cases])
+    with pytest.raises(ValueError, match="unknown reasons"):
+        run.forget_failures(["segfault"])
+    assert run.forget_failures(["timeout"]) == []
+    assert run.forget_failures(["crashed"]) == [plan.cases[1].key]
+    assert results.RunFile.load(path).remaining() == [plan.cases[1]]

@@ -4,6 +4,7 @@ The workloads come from tests/plugins (a measuring process knows only what it im
 `test-log-*` log every call with the process it ran in, the others raise, hang or crash.
 """
 
+import time
 from collections import defaultdict
 
 import pytest
@@ -102,12 +103,17 @@ def test_a_crash_is_recorded_and_the_others_go_on():
     assert len(out["torch-native"]["samples_s"]) == 3
 
 
-def test_a_hang_is_killed_from_outside_on_its_budget():
+@pytest.mark.parametrize("impl", ["test-hangs", "test-spins"])
+def test_a_hang_is_killed_from_outside_on_its_budget(impl):
+    """A sleep, and a loop in numba's compiled code that no signal handler can interrupt."""
     short = Timing(target_s=0.001, min_repeats=3, max_repeats=3, warmup_max_s=0.001,
-                   budget_s=2.0, workers=1)
-    out = timing.time_group(group("torch-native", "test-hangs"), short, plugins=PLUGINS)
-    assert out["test-hangs"]["reason"] == timing.REASON_TIMEOUT
+                   budget_s=3.0, workers=1)
+    start = time.monotonic()
+    out = timing.time_group(group("torch-native", impl), short, plugins=PLUGINS)
+    assert out[impl]["reason"] == timing.REASON_TIMEOUT
+    assert "killed from outside" in out[impl]["message"]
     assert out["torch-native"]["status"] == "ok"
+    assert time.monotonic() - start < 60
 
 
 @pytest.mark.parametrize("impl, message", [

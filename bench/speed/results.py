@@ -148,6 +148,27 @@ class RunFile:
         done = {record["key"] for record in self.cases}
         return [c for c in self.plan.cases if c.key not in done]
 
+    def forget_failures(self, reasons: list[str]) -> list[str]:
+        """Drop the records of every group with an entry that failed for one of `reasons`
+        ("failed": any), so that a resume measures them again; returns their keys."""
+        known = {"crashed", "timeout", "exception", "out of memory", "time budget",
+                 "wrong output", "failed"}
+        unknown = sorted(set(reasons) - known)
+        if unknown:
+            raise ValueError(f"--retry: unknown reasons {unknown}; known: {sorted(known)}")
+
+        def failed(entry: dict | None) -> bool:
+            return (entry is not None and entry.get("status") == "failed"
+                    and ("failed" in reasons or entry.get("reason") in reasons))
+
+        groups = {r["group"] for r in self.cases
+                  if any(failed(e) or failed(e.get("fresh_process"))
+                         for e in r["implementations"].values())}
+        dropped = [r["key"] for r in self.cases if r["group"] in groups]
+        self.data["cases"] = [r for r in self.cases if r["group"] not in groups]
+        self.save()
+        return dropped
+
     def start_session(self, environment: dict) -> None:
         self.data["sessions"].append({"started": now(), "finished": None,
                                       "environment": environment})

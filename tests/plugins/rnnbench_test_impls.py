@@ -1,8 +1,9 @@
 """Implementations for the harness's own tests, registered on import (as a user's --plugin).
 
 Each is torch's own kernel (`torch-native`) with one thing changed in its forward: it logs
-the call, raises, hangs, crashes its process, holds a known amount of extra memory, or
-returns NaN, a sequence one step short, or values shifted by 0.5.
+the call, raises, hangs (in Python or in numba's compiled code), crashes its process, holds
+a known amount of extra memory, or returns NaN, a sequence one step short, or values
+shifted by 0.5.
 A measuring process knows only what it imports, so the tests pass this module as a plugin.
 """
 
@@ -81,6 +82,22 @@ def _off(run, layer):
     return off
 
 
+def _spins(run, layer):
+    """Loops forever inside numba's compiled code, where no Python signal handler runs."""
+    from numba import njit
+
+    @njit(cache=False)
+    def spin(n):
+        total = 0
+        while n > 0:
+            total += 1
+        return total
+
+    def spins(*args):
+        spin(1)
+    return spins
+
+
 def _hangs(run, layer):
     def hangs(*args):
         time.sleep(600)
@@ -108,7 +125,8 @@ def _logged(name):
 
 
 for _name, _wrap in (("ballast", _ballast), ("raises", _raises), ("killed", _killed),
-                     ("segfault", _segfault), ("hangs", _hangs), ("nan", _nan),
+                     ("segfault", _segfault), ("hangs", _hangs), ("spins", _spins),
+                     ("nan", _nan),
                      ("short", _short), ("off", _off),
                      *((f"log-{k}", _logged(f"test-log-{k}")) for k in "abc")):
     impls.register(impls.Implementation(

@@ -27,6 +27,8 @@ from pathlib import Path
 TIMEOUT = "timeout"
 CRASHED = "crashed"
 STDERR_TAIL = 2000
+#: Seconds a child that has sent its result gets to exit before it is killed.
+EXIT_GRACE_S = 10.0
 
 
 def _preload() -> list[str]:
@@ -156,6 +158,7 @@ def run(target: Callable, spec: dict, watch: Watch) -> Ended:
                 proc.join()
                 return Ended(CRASHED, message=_death(proc.exitcode, _stderr_tail(stderr_path)))
             if isinstance(message, tuple) and message and message[0] == "done":
+                proc.join(EXIT_GRACE_S)  # let it exit on its own: its finalizers run
                 return Ended("done", result=message[1])
             watch.seen(message)
     finally:

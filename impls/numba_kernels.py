@@ -5,14 +5,21 @@ kernel runs, and the weight gradients as GEMMs after the backward kernel; the ke
 time loop: per step one GEMM for the recurrent product (`np.dot`, i.e. scipy's BLAS, held to
 one thread), then one fused, vectorised pass over the gate elements.
 
+Inference (`lstm_inference`, `gru_inference`) keeps nothing for a backward: each thread
+projects the input onto its own units itself, a block of k steps at a time into a reused
+buffer, and writes y and the final state directly, so a call needs y plus k*B*G floats, not
+5-6x y. The simple RNN needs no such kernel: its forward already projects straight into y
+and stores nothing else.
+
 Threads ("the team"): a kernel is called once per thread, each thread owning a block of
 hidden units u0:u1 (all gates of those units) and the matching rows of W_hh, packed
 contiguously (`w_own`). A step needs the whole h_{t-1}, so the threads meet at a barrier at the
 end of every step (`_barrier`: an atomic counter, spinning, then yielding the CPU); nothing
 else is shared. One thread is the plain serial loop (its barrier returns at once). No kernel
-is numba-`parallel`: numba starts no thread pool, and team size x BLAS threads (1) never
-exceeds the cores. Splitting units, not batch rows, is what helps B = 1, where each step
-streams all of W_hh: two threads each stream half, from their own cache.
+is numba-`parallel`: the team is the layer's own threads, as many as numba's thread count
+allows, and team size x BLAS threads (1) never exceeds that count. Splitting units, not batch
+rows, is what helps B = 1, where each step streams all of W_hh: two threads each stream half,
+from their own cache.
 
 Notation, per step t (batch rows independent): ``a = x W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh``
 split into gate blocks; ``dX`` is dL/d(a) as seen by the input projection, ``dH`` as seen by the
@@ -274,6 +281,53 @@ def lstm_forward(gates, w_own, h0, c0, y, c, pre, u0, u1, sync, team):
 
 
 @njit(**_JIT)
+def _project_block(x, w_ih, H, u0, u1, t0, t1, B, proj):
+    """proj[g, :rows] = x's rows of steps t0:t1 times gate g's own rows of W_ih, transposed.
+
+    One GEMM per gate block: its own rows of W_ih are contiguous as they are, so no member
+    needs a packed copy of W_ih.
+    """
+    rows = (t1 - t0) * B
+    for g in range(proj.shape[0]):
+        np.dot(x[t0 * B:t1 * B], w_ih[g * H + u0:g * H + u1].T, proj[g, :rows])
+
+
+@njit(**_JIT)
+def lstm_inference(x, w_ih, bias, w_own, h0, c, y, work, u0, u1, sync, team):
+    """Fills y (T, B, H) and turns c (B, H) from c0 into c_T, own units, storing no gates.
+
+    x (T*B, I); w_ih (4H, I); bias (4H,): b_ih + b_hh; work ((1 + k) * B, 4n): scratch for
+    one step's recurrent product, then a block of k steps' input projection. The sums run
+    in `lstm_forward`'s order, so both give the same y.
+    """
+    T, B, H = y.shape
+    n, k = u1 - u0, work.shape[0] // B - 1
+    pre, proj = work[:B], work[B:].reshape((4, k * B, n))
+    bi, bf, bg, bo = _own(bias, H, u0, u1, 4)
+    for t0 in range(0, T, k):
+        t1 = min(T, t0 + k)
+        _project_block(x, w_ih, H, u0, u1, t0, t1, B, proj)
+        for t in range(t0, t1):
+            h_prev = h0 if t == 0 else y[t - 1]
+            np.dot(h_prev, w_own.T, pre)
+            for b in range(B):
+                r = (t - t0) * B + b
+                xi, xf, xg, xo = proj[0, r], proj[1, r], proj[2, r], proj[3, r]
+                pi, pf, pg, po = _packed(pre[b], n, 4)
+                cb, ht = c[b, u0:u1], y[t, b, u0:u1]
+                for j in range(n):
+                    i = sigmoid(xi[j] + bi[j] + pi[j])
+                    f = sigmoid(xf[j] + bf[j] + pf[j])
+                    g = tanh(xg[j] + bg[j] + pg[j])
+                    o = sigmoid(xo[j] + bo[j] + po[j])
+                    cn = f * cb[j] + i * g
+                    cb[j] = cn
+                    ht[j] = o * tanh(cn)
+            if not _barrier(sync, team, t + 1):
+                return
+
+
+@njit(**_JIT)
 def lstm_backward(gates, c, c0, w_own, dy, dh, dc, d_own, u0, u1, sync, team, k, partials):
     """gates: the activated i, f, g, o in, dX = dH = d(pre-activation) out (own units).
 
@@ -338,6 +392,39 @@ def gru_forward(gates, w_own, b_hh, h0, hn, y, pre, u0, u1, sync, team):
                 ht[j] = nj + z * (hp[j] - nj)
         if not _barrier(sync, team, t + 1):
             return
+
+
+@njit(**_JIT)
+def gru_inference(x, w_ih, b_ih, w_own, b_hh, h0, y, work, u0, u1, sync, team):
+    """Fills y (T, B, H) for the own units, storing no gates and no hn.
+
+    x (T*B, I); w_ih (3H, I); b_ih, b_hh (3H,); work ((1 + k) * B, 3n): scratch for one
+    step's recurrent product, then a block of k steps' input projection. The sums run in
+    `gru_forward`'s order, so both give the same y.
+    """
+    T, B, H = y.shape
+    n, k = u1 - u0, work.shape[0] // B - 1
+    pre, proj = work[:B], work[B:].reshape((3, k * B, n))
+    bxr, bxz, bxn, _ = _own(b_ih, H, u0, u1, 3)
+    br, bz, bn, _ = _own(b_hh, H, u0, u1, 3)
+    for t0 in range(0, T, k):
+        t1 = min(T, t0 + k)
+        _project_block(x, w_ih, H, u0, u1, t0, t1, B, proj)
+        for t in range(t0, t1):
+            h_prev = h0 if t == 0 else y[t - 1]
+            np.dot(h_prev, w_own.T, pre)
+            for b in range(B):
+                r = (t - t0) * B + b
+                xr, xz, xn = proj[0, r], proj[1, r], proj[2, r]
+                pr, pz, pn, _ = _packed(pre[b], n, 3)
+                hp, ht = h_prev[b, u0:u1], y[t, b, u0:u1]
+                for j in range(n):
+                    rj = sigmoid(xr[j] + bxr[j] + pr[j] + br[j])
+                    z = sigmoid(xz[j] + bxz[j] + pz[j] + bz[j])
+                    nj = tanh(xn[j] + bxn[j] + rj * (pn[j] + bn[j]))
+                    ht[j] = nj + z * (hp[j] - nj)
+            if not _barrier(sync, team, t + 1):
+                return
 
 
 @njit(**_JIT)

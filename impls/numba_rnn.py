@@ -1,17 +1,22 @@
 """The `numba` layer: hand-written forward and BPTT kernels behind a `torch.autograd.Function`.
 
-Per call: the input projection for all T steps is one GEMM (torch, before the kernel), the
-kernel runs the time loop (`impls.numba_kernels`), and in the backward the weight and input
-gradients are three GEMMs over all steps (torch, after the kernel). Tensors reach the kernels
-as `.numpy()` views, copied only when not contiguous.
+A call that autograd records: the input projection for all T steps is one GEMM (before the
+kernel), the kernel runs the time loop (`impls.numba_kernels`), and in the backward the weight
+and input gradients are three GEMMs over all steps (torch, after the kernel). Tensors reach
+the kernels as `.numpy()` views, copied only when not contiguous.
 
-Threads: a large enough problem runs on a team of threads, one per numba thread
-(`NUMBA_NUM_THREADS`, the cores by default), each owning a block of hidden units (see
-`impls.numba_kernels`); the calling thread is one of them, the others come from a small pool.
-While a team runs, the BLAS that the kernels' `np.dot` calls (scipy's) is held to one thread,
-so team size x BLAS threads never exceeds the cores, and no idle BLAS worker is left spinning
-against torch's own threads. Where that BLAS's thread count cannot be set, the team is one
-thread.
+Inference (grad mode off, or nothing requiring grad) skips autograd: an LSTM or GRU call runs
+a kernel that projects the input a block of steps at a time and stores no gates, so it needs y
+and a small block buffer, not the 5-6x y that training keeps for BPTT.
+
+Threads: a large enough problem runs on a team of threads, as many as numba's thread count
+for the calling thread (`numba.get_num_threads()`, which `numba.set_num_threads` lowers at
+run time; NUMBA_NUM_THREADS, the cores by default, until then), each owning a block of hidden
+units (see `impls.numba_kernels`); the calling thread is one of them, the others come from a
+small pool. While a team runs, the BLAS that the kernels' `np.dot` calls (scipy's) is held to
+one thread, so team size x BLAS threads never exceeds numba's thread count, and no idle BLAS
+worker is left spinning against torch's own threads. Where that BLAS's thread count cannot be
+set, the team is one thread.
 
 Memory: the backward overwrites the gate buffer with the gate gradients (that is what keeps
 training memory at what BPTT must store) and drops the buffers when it returns. A second
@@ -29,10 +34,11 @@ import threading
 import numba
 import numpy as np
 import torch
+from numba.np.ufunc import parallel as numba_parallel
 from torch.autograd.function import once_differentiable
 
 from impls import numba_kernels as kernels
-from impls.layer import RecurrentLayer
+from impls.layer import GATES, RecurrentLayer
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -141,11 +147,34 @@ _MIN_STEP_MACS_FOR_TEAM = 2**21
 _MIN_UNITS_PER_THREAD = 8
 
 
+def _numba_threads() -> int:
+    """numba's thread count for the calling thread, as `numba.set_num_threads` left it.
+
+    Until numba's own pool is started (set_num_threads starts it) the count is
+    NUMBA_NUM_THREADS; `numba.get_num_threads()` would start that pool just to say so.
+    """
+    if getattr(numba_parallel, "_is_initialized", True):
+        return numba.get_num_threads()
+    return numba.config.NUMBA_NUM_THREADS
+
+
 def _threads(limit: int) -> int:
     """Threads for work that can use at most `limit` of them (1 without BLAS control)."""
     if not _BLAS.available:
         return 1
-    return max(1, min(numba.config.NUMBA_NUM_THREADS, limit))
+    return max(1, min(_numba_threads(), limit))
+
+
+def _team_size(step_macs: int, hidden_size: int) -> int:
+    """Members for steps of `step_macs` multiply-adds (B * G * H) over `hidden_size` units."""
+    if step_macs < _MIN_STEP_MACS_FOR_TEAM:
+        return 1
+    return _threads(hidden_size // _MIN_UNITS_PER_THREAD)
+
+
+def team_size(cell: str, batch: int, hidden_size: int) -> int:
+    """Threads that run the time loop of a `cell` call with this batch and hidden size, now."""
+    return _team_size(batch * GATES[cell] * hidden_size * hidden_size, hidden_size)
 
 
 class _Pool:
@@ -224,9 +253,7 @@ class Team:
 
     def __init__(self, w_hh: torch.Tensor, batch: int):
         G, H = w_hh.shape
-        size = 1
-        if batch * G * H >= _MIN_STEP_MACS_FOR_TEAM:
-            size = _threads(H // _MIN_UNITS_PER_THREAD)
+        size = _team_size(batch * G * H, H)
         # Block edges on multiples of 8 units, so that the vector loops start aligned.
         edges = [min(H, round(H * k / size / 8) * 8) for k in range(size)] + [H]
         self.bounds = list(zip(edges[:-1], edges[1:]))
@@ -242,15 +269,21 @@ class Team:
     def size(self) -> int:
         return len(self.bounds)
 
-    def run(self, call, batch: int, dtype, work_per_unit: int, backward: bool = False):
-        """``call(w_own, work, u0, u1, sync, size[, k, partials])`` once per member, at once."""
+    def run(self, call, batch: int, dtype, work_per_unit: int, backward: bool = False,
+            block_steps: int = 0):
+        """``call(w_own, work, u0, u1, sync, size[, k, partials])`` once per member, at once.
+
+        work is the member's scratch: (1 + block_steps) * batch rows of work_per_unit * n
+        (n: its units), room for one step's recurrent product and, for inference, a block of
+        steps' input projection.
+        """
         sync = np.zeros(2, dtype=np.int64)
         H = self.bounds[-1][1]
         partials = np.empty((self.size, 2, batch, H), dtype) if backward else None
 
         def member(k):
             u0, u1 = self.bounds[k]
-            work = np.empty((batch, work_per_unit * (u1 - u0)), dtype)
+            work = np.empty(((1 + block_steps) * batch, work_per_unit * (u1 - u0)), dtype)
             extra = (k, partials) if backward else ()
             call(self.w_own[k], work, u0, u1, sync, self.size, *extra)
 
@@ -397,6 +430,49 @@ class _RNNFunction(torch.autograd.Function):
         return dx, dh.unsqueeze(0), dw_ih, dw_hh, db_ih, db_hh, None
 
 
+# -- inference: no autograd, no stored gates -----------------------------------------------------
+
+#: Rows (steps x batch) of a block of the input projection. Each block's GEMM passes over all
+#: of W_ih once more (BLAS packs it per call), which 256 rows amortise to a few per cent.
+_BLOCK_ROWS = 256
+
+
+def _block_steps(T: int, B: int, gates: int) -> int:
+    """Steps per input-projection block: _BLOCK_ROWS rows, but a buffer (k * B * gates * H) of
+    at most twice y's T * B * H, which binds only where y is small (B * T < 128 * gates)."""
+    return min(T, -(-_BLOCK_ROWS // B), max(1, 2 * T // gates))
+
+
+def _records_graph(*tensors) -> bool:
+    """Whether autograd records this call: grad mode on and some input requiring grad."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors if t is not None)
+
+
+def _lstm_inference(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    """y, h_T, c_T without autograd; the block buffers are all it needs beyond them."""
+    T, B, _ = x.shape
+    team, k = Team(w_hh, B), _block_steps(T, B, 4)
+    y = x.new_empty(T, B, w_hh.shape[1])
+    c = c0[0].clone(memory_format=torch.contiguous_format)   # c0 in, c_T out
+    xn, yn, cn, h0n = _np(x.reshape(T * B, -1)), y.numpy(), c.numpy(), _first_state(h0).numpy()
+    w_ihn, bias = _np(w_ih), _np(b_ih + b_hh)
+    team.run(lambda w, work, *t: kernels.lstm_inference(
+        xn, w_ihn, bias, w, h0n, cn, yn, work, *t), B, yn.dtype, 4, block_steps=k)
+    return y, y[-1:].clone(), c.unsqueeze(0)
+
+
+def _gru_inference(x, h0, w_ih, w_hh, b_ih, b_hh):
+    """y, h_T without autograd; the block buffers are all it needs beyond them."""
+    T, B, _ = x.shape
+    team, k = Team(w_hh, B), _block_steps(T, B, 3)
+    y = x.new_empty(T, B, w_hh.shape[1])
+    xn, yn, h0n = _np(x.reshape(T * B, -1)), y.numpy(), _first_state(h0).numpy()
+    w_ihn, b_ihn, b_hhn = _np(w_ih), _np(b_ih), _np(b_hh)
+    team.run(lambda w, work, *t: kernels.gru_inference(
+        xn, w_ihn, b_ihn, w, b_hhn, h0n, yn, work, *t), B, yn.dtype, 3, block_steps=k)
+    return y, y[-1:].clone()
+
+
 class NumbaLayer(RecurrentLayer):
     """One-layer, time-major LSTM / GRU / RNN on the numba kernels (CPU, float32 or float64)."""
 
@@ -410,11 +486,16 @@ class NumbaLayer(RecurrentLayer):
 
     def run(self, x, h0, c0):
         params = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)
+        inference = not _records_graph(x, h0, c0, *params)
         if self.cell == "lstm":
+            if inference:
+                return _lstm_inference(x, h0, c0, *params)
             return _LSTMFunction.apply(x, h0, c0, *params)
         if self.cell == "gru":
-            y, h = _GRUFunction.apply(x, h0, *params)
+            fn = _gru_inference if inference else _GRUFunction.apply
+            y, h = fn(x, h0, *params)
         else:
+            # Its forward stores nothing but y, which it projects into: inference as it is.
             y, h = _RNNFunction.apply(x, h0, *params, self.cell == "rnn_relu")
         return y, h, None
 

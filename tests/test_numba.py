@@ -1,7 +1,9 @@
 """What only the `numba` implementation has: its own tanh/sigmoid, its hand-derived backward,
-its on-disk JIT cache, its threads and its buffers. (The shared conformance and interface
-suites cover it like every other implementation.)"""
+its inference path, its on-disk JIT cache, its threads and its buffers. (The shared
+conformance and interface suites cover it like every other implementation; they ask for
+gradients, so they reach only its training path.)"""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -111,7 +113,7 @@ def test_a_team_of_threads_matches_reference(cell, B, H, monkeypatch):
         pytest.skip("the BLAS behind numba's np.dot has no thread control: one thread only")
     monkeypatch.setattr(numba_rnn, "_MIN_STEP_MACS_FOR_TEAM", 0)
     monkeypatch.setattr(numba_rnn, "_MIN_UNITS_PER_THREAD", 1)
-    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 3)
+    monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 3)
     T, I = 9, 5
     assert numba_rnn.Team(torch.zeros(4 * H, H), B).size == 3
     weights, x, state, upstream = make_inputs(cell, T, B, I, H, True, seed=B)
@@ -175,6 +177,128 @@ def test_backward_keeps_only_the_documented_buffers(cell, kept_per_row):
     assert getattr(node, "buffers", None) is None
 
 
+# -- inference: no autograd, no stored gates ------------------------------------------------
+
+
+def _forward(layer, cell, x, state):
+    """[y, final state...] of one call."""
+    arg = None if state is None else (tuple(state) if cell == "lstm" else state[0])
+    y, final = layer(x, arg)
+    return [y, *(final if cell == "lstm" else [final])]
+
+
+_NO_GRAPH = {
+    "no_grad": torch.no_grad,
+    "inference_mode": torch.inference_mode,
+    "nothing requires grad": contextlib.nullcontext,
+}
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("mode", sorted(_NO_GRAPH))
+@pytest.mark.parametrize("team", [1, 3])
+def test_inference_matches_reference_and_the_training_path(cell, mode, team, monkeypatch):
+    """Several projection blocks, the last one short, on one thread and on a team of three."""
+    if team > 1:
+        if not numba_rnn._BLAS.available:
+            pytest.skip("the BLAS behind numba's np.dot has no thread control: one thread only")
+        monkeypatch.setattr(numba_rnn, "_MIN_STEP_MACS_FOR_TEAM", 0)
+        monkeypatch.setattr(numba_rnn, "_MIN_UNITS_PER_THREAD", 1)
+    monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: team)
+    T, B, I, H = 45, 3, 5, 29
+    if cell in ("lstm", "gru"):   # the RNN's forward already stores nothing but y
+        steps = numba_rnn._block_steps(T, B, impls.GATES[cell])
+        assert 1 < steps < T and T % steps
+    assert numba_rnn.team_size(cell, B, H) == team
+    weights, x, state, _ = make_inputs(cell, T, B, I, H, True, seed=team)
+    ref, layer = _layers(cell, I, H)
+    for module in (ref, layer):
+        module.load_state_dict(weights)
+    if mode == "nothing requires grad":
+        layer.requires_grad_(False)
+    state_before = [s.clone() for s in state]
+    with _NO_GRAPH[mode]():
+        got = _forward(layer, cell, x, state)
+    expected = _forward(ref, cell, x, state)
+    layer.requires_grad_(True)
+    training = _forward(layer, cell, x.clone().requires_grad_(), state)
+    assert training[0].grad_fn is not None
+    for g, e, tr in zip(got, expected, training):
+        assert g.grad_fn is None and not g.requires_grad
+        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(g, tr.detach(), rtol=1e-12, atol=1e-14)
+    for s, before in zip(state, state_before):
+        torch.testing.assert_close(s, before, rtol=0, atol=0)   # c0 is copied, not updated
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_inference_in_float32_matches_torch_nn(cell):
+    T, B, I, H = 30, 4, 7, 24
+    weights, x, state, _ = make_inputs(cell, T, B, I, H, True, seed=5)
+    torch_nn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(I, H)
+    layer = impls.get("numba").build(cell, input_size=I, hidden_size=H)
+    f32 = {k: v.float() for k, v in weights.items()}
+    torch_nn.load_state_dict(f32)
+    layer.load_state_dict(f32)
+    x32, state32 = x.float(), [s.float() for s in state]
+    with torch.no_grad():
+        got = _forward(layer, cell, x32, state32)
+        y, final = torch_nn(x32, tuple(state32) if cell == "lstm" else state32[0])
+    expected = [y, *(final if cell == "lstm" else [final])]
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=2e-5)
+
+
+_PEAK_CHILD = textwrap.dedent("""
+    import ctypes, json, sys
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-3, 64 * 1024)   # M_MMAP_THRESHOLD: a freed large block leaves the RSS
+    import torch, impls
+    torch.set_num_threads(1)
+    T, B, H = 200, 32, 256
+
+    def vm(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+    def peak(call):
+        call()
+        libc.malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")                       # VmHWM := VmRSS
+        before = vm("VmRSS:")
+        call()
+        return vm("VmHWM:") - before
+
+    result = {}
+    for cell in ("lstm", "gru"):
+        layer = impls.get("numba").build(cell, input_size=H, hidden_size=H)
+        x = torch.randn(T, B, H)
+
+        def inference():
+            with torch.no_grad():
+                layer(x)
+
+        result[cell] = {"inference": peak(inference), "training": peak(lambda: layer(x)),
+                        "y": T * B * H * 4}
+    print(json.dumps(result))
+""")
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's VmHWM reset")
+def test_inference_keeps_no_gate_buffer():
+    """Peak memory of one call in a fresh process: inference about y, training y + gates.
+
+    A T*B*G*H gate buffer is 4x y (LSTM) or 3x y (GRU); inference must stay under 2x y. The
+    training call (5-6x y) shows that the measurement sees such a buffer.
+    """
+    out = subprocess.run([sys.executable, "-c", _PEAK_CHILD], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    for cell, peak in json.loads(out.stdout.strip().splitlines()[-1]).items():
+        assert peak["inference"] < 2 * peak["y"], (cell, peak)
+        assert peak["training"] > 4 * peak["y"], (cell, peak)
+
+
 # -- the JIT cache and the threads -----------------------------------------------------------
 
 
@@ -187,8 +311,10 @@ _CHILD = textwrap.dedent("""
             x = torch.randn(5, 2, 3, dtype=dtype, requires_grad=True)
             y, _ = layer(x)
             y.sum().backward()
-    kernels = [K.lstm_forward, K.lstm_backward, K.gru_forward, K.gru_backward,
-               K.rnn_forward, K.rnn_backward]
+            with torch.no_grad():
+                layer(x)
+    kernels = [K.lstm_forward, K.lstm_backward, K.lstm_inference, K.gru_forward,
+               K.gru_backward, K.gru_inference, K.rnn_forward, K.rnn_backward]
     import numba
     try:
         layer_name = numba.threading_layer()
@@ -212,19 +338,19 @@ def test_a_fresh_process_loads_every_kernel_from_the_cache():
     _child()                                     # compiles whatever the cache still lacks
     again = _child()
     assert again["misses"] == 0
-    assert again["hits"] == 6 * 2                # 6 kernels x (float32, float64)
+    assert again["hits"] == 8 * 2                # 8 kernels x (float32, float64)
     # numba's own thread pool never started: no kernel is parallel=True.
     assert again["numba_threading_layer"] is None
 
 
 def test_no_kernel_is_numba_parallel():
     jitted = [v for v in vars(numba_kernels).values() if hasattr(v, "targetoptions")]
-    assert len(jitted) >= 6
+    assert len(jitted) >= 8
     assert not any(k.targetoptions.get("parallel") for k in jitted)
 
 
 def test_team_size_never_exceeds_numba_threads_or_units(monkeypatch):
-    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
+    monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 2)
     big = numba_rnn._MIN_STEP_MACS_FOR_TEAM  # B * 4H * H at H=256, B=8: 2**21
 
     def size(H, batch):
@@ -233,8 +359,38 @@ def test_team_size_never_exceeds_numba_threads_or_units(monkeypatch):
     assert size(256, big // (4 * 256 * 256)) == expected
     assert size(15, big) == 1                                  # < 8 units per thread
     assert size(256, 1) == 1                                   # too little work per step
-    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)
+    monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 1)
     assert size(256, 64) == 1
+
+
+def test_team_follows_numba_set_num_threads():
+    """numba.set_num_threads(n) at run time sizes the team; 1 and 2 threads agree."""
+    if numba.config.NUMBA_NUM_THREADS < 2 or not numba_rnn._BLAS.available:
+        pytest.skip("needs NUMBA_NUM_THREADS >= 2 and a BLAS with thread control")
+    cell, T, B, I, H = "lstm", 6, 32, 16, 128     # B * 4H * H = 2**21: worth a team
+    weights, x, state, upstream = make_inputs(cell, T, B, I, H, True, seed=2)
+    layer = impls.get("numba").build(cell, input_size=I, hidden_size=H)
+    oracle = torch.nn.LSTM(I, H)
+    expected = run(oracle, cell, weights, x, state, upstream, torch.float32)
+    threads_before = numba.get_num_threads()
+    results = {}
+    try:
+        for threads in (2, 1):
+            numba.set_num_threads(threads)
+            assert numba_rnn.team_size(cell, B, H) == threads
+            training = run(layer, cell, weights, x, state, upstream, torch.float32)
+            with torch.no_grad():
+                inference = _forward(layer, cell, x.float(), [s.float() for s in state])
+            results[threads] = training, inference
+    finally:
+        numba.set_num_threads(threads_before)
+    for threads, (training, inference) in results.items():
+        assert_match(training, expected, torch.float32, f"{threads} threads")
+        for got, key in zip(inference, ["y", "final0", "final1"]):
+            torch.testing.assert_close(got.double(), expected[key], rtol=1e-4, atol=2e-5)
+    assert_match(results[1][0], results[2][0], torch.float32, "1 vs 2 threads")
+    for one, two in zip(results[1][1], results[2][1]):
+        torch.testing.assert_close(one, two, rtol=1e-4, atol=2e-5)
 
 
 def test_blas_is_single_threaded_inside_kernels_and_restored_after(monkeypatch):
@@ -242,7 +398,7 @@ def test_blas_is_single_threaded_inside_kernels_and_restored_after(monkeypatch):
     if not numba_rnn._BLAS.available:
         pytest.skip("the BLAS behind numba's np.dot has no thread control: one thread only")
     get_threads = numba_rnn._BLAS._blas[0]
-    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
+    monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 2)
     monkeypatch.setattr(numba_rnn, "_MIN_STEP_MACS_FOR_TEAM", 0)
     before = get_threads()
     team = numba_rnn.Team(torch.zeros(4 * 16, 16), batch=3)
@@ -260,7 +416,7 @@ def test_a_failing_member_releases_the_team(monkeypatch):
     """An exception in one member aborts the barrier for the others instead of hanging."""
     if not numba_rnn._BLAS.available:
         pytest.skip("the BLAS behind numba's np.dot has no thread control: one thread only")
-    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
+    monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 2)
     monkeypatch.setattr(numba_rnn, "_MIN_STEP_MACS_FOR_TEAM", 0)
     H, B, T = 16, 2, 50
     team = numba_rnn.Team(torch.zeros(H, H), batch=B)

@@ -4,7 +4,7 @@ import dataclasses
 import functools
 
 import pytest
-import rnnbench_test_impls  # registers the test implementations here too
+import rnnbench_test_impls
 import torch
 
 from bench.speed import costs, gemm_peak, results, runner
@@ -13,6 +13,11 @@ from bench.speed.cases import Case, Plan, Timing
 FAST = Timing(target_s=0.001, min_repeats=3, max_repeats=3, warmup_max_s=0.001, budget_s=60.0,
               workers=1)
 PLUGIN = rnnbench_test_impls.__name__
+
+
+@pytest.fixture(autouse=True)
+def registered(test_impls):
+    """N/A decisions are the parent's: it must know the test implementations too."""
 #: Implementations that raise, support only float64, or cannot train (tests/plugins).
 BROKEN = ["test-raises", "test-float64", "test-forward-only"]
 

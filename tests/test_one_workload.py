@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-import rnnbench_test_impls  # registers the logging implementations in this process
+import rnnbench_test_impls
 import torch
 from rnnbench_test_impls import LOG_ENV
 
@@ -29,7 +29,7 @@ T, B, SIZE = 6, 3, 8
 
 
 @pytest.fixture
-def call_log(tmp_path, monkeypatch):
+def call_log(tmp_path, monkeypatch, test_impls):
     path = tmp_path / "calls.log"
     monkeypatch.setenv(LOG_ENV, str(path))
     return path

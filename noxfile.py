@@ -1,15 +1,24 @@
 """Sessions: tests and lint (the defaults), bench (the main job), accuracy, claims, asv,
-dashboard, gate and microbench.
+dashboard, gate, microbench and minimums (the tests at the lowest declared dependencies).
 
 torch is installed first from TORCH_SPEC so that no session pulls PyPI's default (CUDA)
 build onto a CPU machine. A GPU user points it at a CUDA build, for example
 ``RNNBENCH_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" nox -s tests``.
 """
 
+import json
 import os
 import shlex
 
 import nox
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10; nox itself depends on tomli there
+    import tomli as tomllib
 
 nox.options.default_venv_backend = "virtualenv"  # uv ignores the local wheel folder
 nox.options.sessions = ["tests", "lint"]
@@ -27,6 +36,53 @@ def install_project(session, *extras):
 def tests(session):
     """Conformance and unit tests (CUDA variants skip without a GPU)."""
     install_project(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+def dependency_floors():
+    """{name: floor} of every runtime and `test` requirement, read from pyproject.toml.
+
+    The floors are stated once, as the `>=` bounds there; a requirement without one is an error.
+    """
+    with open("pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    floors = {}
+    for text in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+        req = Requirement(text)
+        lows = [s.version for s in req.specifier if s.operator == ">="]
+        if len(lows) != 1:
+            raise ValueError(f"pyproject.toml: {text!r} states no single '>=' floor")
+        floors[canonicalize_name(req.name)] = lows[0]
+    return floors
+
+
+@nox.session
+def minimums(session):
+    """The tests at the lowest version of every dependency that pyproject.toml allows.
+
+    torch comes from TORCH_SPEC, as in every session (never PyPI's CUDA build); its floor is
+    that wheel. Every other dependency and test tool is pinned to its floor, the project goes
+    in with --no-deps, `pip check` confirms its requirements hold, and each installed version
+    is compared with its floor before pytest runs (arguments after `--` go to pytest).
+    """
+    floors = dependency_floors()
+    # numba's cache sits beside the source, one index per function for every numba version:
+    # the floor's numba and a newer one elsewhere (the tests session, a developer's venv) would
+    # keep replacing each other's entries, so this session keeps its own.
+    session.env["NUMBA_CACHE_DIR"] = os.path.join(session.create_tmp(), "numba-cache")
+    session.install(*TORCH_SPEC)
+    session.install(*(f"{name}=={floor}" for name, floor in floors.items() if name != "torch"))
+    session.install("--no-deps", "-e", ".")
+    session.run("pip", "check")
+    script = ("import importlib.metadata as m, json, sys; "
+              "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))")
+    out = session.run("python", "-c", script, *floors, silent=True)
+    installed = json.loads(out.strip().splitlines()[-1])
+    for name, floor in floors.items():
+        session.log(f"{name} {installed[name]} (floor {floor})")
+    wrong = {n: v for n, v in installed.items() if Version(Version(v).public) != Version(floors[n])}
+    if wrong:
+        session.error(f"not at their floors: {wrong}")
     session.run("pytest", *session.posargs)
 
 

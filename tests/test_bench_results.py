@@ -83,14 +83,17 @@ def test_a_run_claims_its_file_at_creation(tmp_path):
         results.RunFile.create(path, "same", small_plan())
 
 
-@pytest.mark.parametrize("drop", ["plan", "cases", "key"])
+@pytest.mark.parametrize("drop", ["plan", "cases", "key", "time"])
 def test_an_incomplete_results_file_is_named_in_the_error(tmp_path, drop):
     path = results.run_path(tmp_path, "run")
     run = results.RunFile.create(path, "run", small_plan())
-    run.add_cases([{"key": "k", "case": {}, "implementations": {}}])
+    entry = {"status": "ok", "samples_s": [[1.0, 1.0, 1.0]], "time": {"median": 1.0}}
+    run.add_cases([{"key": "k", "case": {}, "implementations": {"torch": entry}}])
     data = json.loads(path.read_text())
     if drop == "key":
         del data["cases"][0]["key"]
+    elif drop == "time":
+        del data["cases"][0]["implementations"]["torch"]["time"]
     else:
         del data[drop]
     path.write_text(json.dumps(data))

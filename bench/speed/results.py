@@ -121,6 +121,11 @@ class RunFile:
                    if k not in data]
         missing += [f"cases[{i}].{k}" for i, record in enumerate(data.get("cases", []))
                     for k in ("key", "case", "implementations") if k not in record]
+        missing += [f"cases[{i}].implementations.{name}.{k}"
+                    for i, record in enumerate(data.get("cases", []))
+                    for name, entry in record.get("implementations", {}).items()
+                    if entry.get("status") == "ok"
+                    for k in ("time", "samples_s") if k not in entry]
         if missing:
             raise ValueError(f"{path}: not a complete results file, missing "
                              f"{', '.join(missing[:5])}")

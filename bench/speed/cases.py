@@ -258,7 +258,7 @@ class Profile:
 
 QUICK_TIMING = Timing(target_s=0.1, min_repeats=6, max_repeats=30, warmup_max_s=0.2,
                       budget_s=20.0)
-DEFAULT_TIMING = Timing(target_s=0.3, min_repeats=9, max_repeats=90, warmup_max_s=0.5,
+DEFAULT_TIMING = Timing(target_s=0.25, min_repeats=6, max_repeats=60, warmup_max_s=0.3,
                         budget_s=60.0)
 FULL_TIMING = Timing(target_s=2.0, min_repeats=20, max_repeats=300, warmup_max_s=3.0,
                      budget_s=300.0, workers=5)
@@ -287,9 +287,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
                     "cores, B=1 and 64 on one core; the tanh RNN at the base point (under 15 "
                     "minutes on 2 cores)",
         grids=(Grid(T=(100,), B=(64,), H=(256,)),
-               Grid(T=(100,), B=(64,), H=(64, 128, 512), cells=GATED),
-               Grid(T=(100,), B=(1, 16, 128), H=(256,), cells=GATED),
-               Grid(T=(100, 300, 1000), B=(32,), H=(128,), modes=("training",), cells=GATED),
+               Grid(T=(100,), B=(64,), H=(64, 512), cells=GATED),
+               Grid(T=(100,), B=(1, 128), H=(256,), cells=GATED),
+               Grid(T=(100, 1000), B=(32,), H=(128,), modes=("training",), cells=GATED),
                Grid(T=(100,), B=(1, 64), H=(256,), threads=ONE_CORE, cells=GATED)),
         timing=DEFAULT_TIMING,
     ),

@@ -7,8 +7,9 @@ The discipline (after pyperf and PyTorch's ``benchmarks/fastrnns``):
   allocator state and clock frequency shift its times as a whole; samples from several
   processes let the intervals include that spread (`bench.speed.stats`).
 - In each process every workload of the group is built and its first call timed (JIT
-  compile, autotune), then warmed up until the medians of the last two windows of calls
-  agree (`is_steady`), or for at most `Timing.warmup_max_s`.
+  compile, autotune; the call's outputs are checked, see below), then warmed up until the
+  medians of the last two windows of calls agree (`is_steady`), or for at most
+  `Timing.warmup_max_s`. The first process also reads which kernel ran (not timed).
 - The samples are interleaved: round r calls every workload once, in an order rotated by r,
   so drift in the machine (other processes, thermal state) hits all alike and a ratio taken
   within the group stays honest. The garbage collector is off while sampling.
@@ -111,10 +112,13 @@ class _Timed:
     failed: dict | None = None
 
 
-def _warm_up(state: _Timed, build, timing: Timing, budget_left: float, call_time) -> None:
+def _warm_up(state: _Timed, build, timing: Timing, budget_left: float, call_time) -> dict:
+    """Build, first call (its outputs checked and returned), warm-up, and the repeats wanted.
+    """
     start = time.perf_counter()
     state.workload = build()
-    state.first_call = call_time(state.workload)
+    outputs = state.workload.checked_outputs()
+    state.first_call = time.perf_counter() - start
     warm_start = time.perf_counter()
     while True:
         state.warmup.append(call_time(state.workload))
@@ -133,6 +137,7 @@ def _warm_up(state: _Timed, build, timing: Timing, budget_left: float, call_time
             f"{fewest} repeats of ~{per_call:.3g} s do not fit in the "
             f"{budget_left - state.spent:.3g} s left of the {timing.budget_s:.3g} s budget")
     state.wanted = min(wanted, affordable)
+    return outputs
 
 
 def _cross_check(states: dict, outputs: dict, spec: dict) -> None:
@@ -167,9 +172,9 @@ def _worker(spec: dict, child: processes.Child) -> None:
         impl, args = spec["workloads"][label]
         child.send(("at", label))
         try:
-            _warm_up(states[label], lambda i=impl, a=args: Workload(i, **a, seed=spec["seed"]),
-                     timing, spec["budget_left"][label], call_time)
-            outputs[label] = states[label].workload.checked_outputs()
+            outputs[label] = _warm_up(
+                states[label], lambda i=impl, a=args: Workload(i, **a, seed=spec["seed"]),
+                timing, spec["budget_left"][label], call_time)
         except Exception as exc:
             states[label] = _Timed(failed=failure(exc))
     _cross_check(states, outputs, spec)
@@ -198,11 +203,13 @@ def _worker(spec: dict, child: processes.Child) -> None:
         if state.failed is not None:
             out[label] = state.failed
             continue
-        child.send(("at", label))
-        try:
-            node = state.workload.autograd_node()
-        except Exception as exc:
-            node = f"probe failed: {failure(exc)['message']}"
+        node = None
+        if spec["probe_kernel"]:
+            child.send(("at", label))
+            try:
+                node = state.workload.autograd_node()
+            except Exception as exc:
+                node = f"probe failed: {failure(exc)['message']}"
         out[label] = {"status": "ok", "first_call_s": state.first_call,
                       "warmup_s": state.warmup, "steady": state.steady,
                       "samples_s": state.samples, "autograd_node": node, "threads": ran}
@@ -280,7 +287,7 @@ def time_group(workloads: dict[str, tuple[str, Case]], timing: Timing, *, seed: 
                               for label, (impl, case) in workloads.items() if label in live},
                 "order": live[shift:] + live[:shift], "timing": timing.to_dict(),
                 "seed": seed, "device": some_case.device, "threads": some_case.threads,
-                "baseline": baseline,
+                "baseline": baseline, "probe_kernel": not any(per_worker.values()),
                 "budget_left": {label: budget_left[label] for label in live},
                 "plugins": list(plugins)}
         if progress:
@@ -306,7 +313,7 @@ def time_group(workloads: dict[str, tuple[str, Case]], timing: Timing, *, seed: 
 
 def _merge(entries: list[dict]) -> dict:
     """One entry from the workers' entries for the same workload: samples kept per process."""
-    first = entries[0]
+    first = entries[0]  # the only worker that read the kernel
     return {"status": "ok", "first_call_s": first["first_call_s"],
             "warmup_s": [e["warmup_s"] for e in entries],
             "steady": all(e["steady"] for e in entries),

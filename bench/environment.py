@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import numpy
@@ -81,9 +82,10 @@ def _cuda() -> dict:
     }
 
 
-#: A 1-minute load average above this share of the usable cores, before this run started,
-#: means something else is computing here.
-BUSY_LOAD_SHARE = 0.5
+#: Cores' worth of CPU that other processes may use, in a short sample before the run, before
+#: the machine counts as busy; and the length of that sample.
+BUSY_CORES = 0.5
+BUSY_SAMPLE_S = 1.0
 
 
 def _bench_processes() -> list[str]:
@@ -111,12 +113,32 @@ def contention() -> list[str]:
     others = _bench_processes()
     if others:
         warnings.append(f"another rnnbench run shares this machine: {', '.join(others)}")
-    if hasattr(os, "getloadavg"):
-        load = os.getloadavg()[0]
-        if load > BUSY_LOAD_SHARE * usable_cores():
-            warnings.append(f"the machine is busy: load average {load:.2f} on "
-                            f"{usable_cores()} usable cores before this run started")
+    busy = _others_busy_cores(BUSY_SAMPLE_S)
+    if busy is not None and busy > BUSY_CORES:
+        warnings.append(f"the machine is busy: other processes used {busy:.2f} cores over "
+                        f"{BUSY_SAMPLE_S:g} s before this run started ({usable_cores()} usable)")
     return warnings
+
+
+def _cpu_seconds() -> float | None:
+    """CPU seconds all processors have spent busy since boot (Linux's /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, *rest = map(int, fields)
+    steal = rest[0] if rest else 0
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _others_busy_cores(seconds: float) -> float | None:
+    """Cores' worth of CPU used by everything but this process over `seconds` (a sample,
+    unlike the load average, which still remembers the last minute's installs)."""
+    start, mine = _cpu_seconds(), time.process_time()
+    if start is None:
+        return None
+    time.sleep(seconds)
+    return max(0.0, (_cpu_seconds() - start) - (time.process_time() - mine)) / seconds
 
 
 def fingerprint(argv: list[str]) -> dict:

@@ -267,6 +267,9 @@ FULL_TIMING = Timing(target_s=2.0, min_repeats=20, max_repeats=300, warmup_max_s
 ONE_CORE = (1,)
 #: The cells kernels are chosen for; the simple RNN is measured at each base point only.
 GATED = ("lstm", "gru")
+#: The largest shapes are timed forward only: their training calls take seconds each, and the
+#: profile must stay within its 15 minutes.
+INFERENCE = ("inference",)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile(
@@ -283,14 +286,19 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     ),
     Profile(
         name="default",
-        description="LSTM and GRU: sweeps of H, B and T around T=100, B=64, I=H=256 on all "
-                    "cores, B=1 and 64 on one core; the tanh RNN at the base point (under 15 "
-                    "minutes on 2 cores)",
+        description="LSTM and GRU around T=100, B=64, I=H=256 on all cores: H 64 to 512 and "
+                    "B 1 to 128 (the largest only forward), T 100 and 1000 in training; B=1 "
+                    "and 64 on one core (B=64 forward); the tanh RNN at the base point (under "
+                    "15 minutes on 2 cores)",
         grids=(Grid(T=(100,), B=(64,), H=(256,)),
-               Grid(T=(100,), B=(64,), H=(64, 512), cells=GATED),
-               Grid(T=(100,), B=(1, 128), H=(256,), cells=GATED),
+               Grid(T=(100,), B=(64,), H=(64,), cells=GATED),
+               Grid(T=(100,), B=(64,), H=(512,), cells=GATED, modes=INFERENCE),
+               Grid(T=(100,), B=(1,), H=(256,), cells=GATED),
+               Grid(T=(100,), B=(128,), H=(256,), cells=GATED, modes=INFERENCE),
                Grid(T=(100, 1000), B=(32,), H=(128,), modes=("training",), cells=GATED),
-               Grid(T=(100,), B=(1, 64), H=(256,), threads=ONE_CORE, cells=GATED)),
+               Grid(T=(100,), B=(1,), H=(256,), threads=ONE_CORE, cells=GATED),
+               Grid(T=(100,), B=(64,), H=(256,), threads=ONE_CORE, cells=GATED,
+                    modes=INFERENCE)),
         timing=DEFAULT_TIMING,
     ),
     Profile(
@@ -308,9 +316,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     ),
     Profile(
         name="numba-targets",
-        description="the cases of the numba kernels' targets (results/numba): I=H=256, T=100, "
-                    "B=1 and 64 on all cores and on one; training memory at T=1000, B=32, "
-                    "I=H=128",
+        description="the cases of the numba kernels' targets (bench/report/targets.py): "
+                    "I=H=256, T=100, B=1 and 64 on all cores and on one; training memory "
+                    "at T=1000, B=32, I=H=128 (the default profile holds them all too)",
         grids=(Grid(T=(100,), B=(1, 64), H=(256,), threads=(ALL_CORES, 1)),
                Grid(T=(1000,), B=(32,), H=(128,), modes=("training",))),
         timing=DEFAULT_TIMING,

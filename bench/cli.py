@@ -13,7 +13,6 @@ import dataclasses
 import importlib
 import math
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -234,10 +233,6 @@ def _print_plan(plan) -> None:
         print(f"  {case.key}: {', '.join(runs) or 'nothing'}{na}")
 
 
-def _on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def _run(argv: list[str]) -> int:
     parser = run_parser()
     args = parser.parse_args(argv)
@@ -283,22 +278,21 @@ def _measure(run_file, write_report: bool, command: list[str]) -> int:
     from bench.progress import Progress
     from bench.report import markdown as report
     from bench.speed import runner
+    from bench.stopping import sigterm_raises
     environment = fingerprint(command)
     for warning in environment["contention"]:
         print(f"warning: {warning}; its timings are suspect (recorded with the results)",
               file=sys.stderr)
     progress = Progress(total=len(run_file.plan.cases), done=len(run_file.cases))
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        runner.run(run_file, environment, progress)
+        with sigterm_raises():
+            runner.run(run_file, environment, progress)
     except (KeyboardInterrupt, SystemExit):
         progress.close()
         print(f"\ninterrupted after {len(run_file.cases)} of {len(run_file.plan.cases)} "
               f"cases; continue with: python -m bench --resume {run_file.path}",
               file=sys.stderr)
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     progress.close()
     failed = sum(e["status"] == "failed" for r in run_file.cases
                  for e in r["implementations"].values())

@@ -39,7 +39,6 @@ import json
 import math
 import multiprocessing
 import os
-import signal
 import sys
 import threading
 import time
@@ -53,6 +52,7 @@ import torch
 import impls
 from bench import io as bench_io
 from bench.environment import fingerprint, usable_cores
+from bench.stopping import sigterm_raises
 from bench.training.tasks import make_task
 from bench.training.trainer import TrainConfig, matched_hidden_size, parameter_count, train
 
@@ -457,21 +457,6 @@ def _run_in_pool(todo: list[Run], task: str, jobs: int, threads: int, finished, 
     pool.shutdown()
 
 
-def _on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
-
-
-@contextlib.contextmanager
-def _sigterm_stops():
-    """SIGTERM stops a sweep as Ctrl-C does: workers ended, a message on how to continue."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _log(message: str) -> None:
@@ -890,7 +875,7 @@ def main(argv: list[str]) -> int:
     try:
         if not args.report_only:
             command = [Path(sys.executable).name, "-m", "bench", "accuracy", *argv]
-            with _sigterm_stops():
+            with sigterm_raises():
                 run_profile(PROFILES[args.profile], args.out, jobs=args.jobs,
                             threads=args.threads, resume=args.resume, command=command)
         if args.report:

@@ -33,7 +33,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import median
@@ -41,6 +40,7 @@ from statistics import median
 from scipy.stats import mannwhitneyu
 
 from bench import io as bench_io
+from bench.stopping import sigterm_raises
 
 WORKER = Path(__file__).with_name("worker.py")
 #: The definition of the measured call that both measuring processes load by path.
@@ -428,21 +428,6 @@ class Terminated(BaseException):
     """SIGTERM, raised where the gate is, so that every context it is in unwinds."""
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds():
-    """SIGTERM raises `Terminated`, so that worktrees and measuring processes are removed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str]) -> int:
@@ -460,7 +445,7 @@ def main(argv: list[str]) -> int:
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     spec = worker_spec(args)
     try:
-        with _sigterm_unwinds():
+        with sigterm_raises(lambda signum: Terminated()):
             repo = toplevel(args.repo)
             for tree in prune_stale_worktrees(repo):
                 if log:

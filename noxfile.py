@@ -6,8 +6,10 @@ build onto a CPU machine. A GPU user points it at a CUDA build, for example
 ``RNNBENCH_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" nox -s tests``.
 """
 
+import contextlib
 import json
 import os
+import platform
 import shlex
 
 import nox
@@ -121,9 +123,22 @@ def claims(session):
 ASV_MACHINE = "rnnbench-cpu"
 
 
+def _this_machine() -> list[str]:
+    """`asv machine` options describing this machine, read here: with --yes alone asv keeps
+    whatever an earlier entry said, or nothing, and the series would not say what ran it."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return ["--arch", platform.machine(), "--cpu", cpu, "--num_cpu", str(os.cpu_count()),
+            "--os", f"{platform.system()} {platform.release()}", "--ram", str(ram)]
+
+
 def _asv(session, *args):
     session.install("asv>=0.6,<0.7", "virtualenv")
-    session.run("asv", "machine", "--machine", ASV_MACHINE, "--yes")
+    session.run("asv", "machine", "--machine", ASV_MACHINE, "--yes", *_this_machine())
     session.run("asv", *args)
 
 

@@ -98,6 +98,29 @@ def write_json(path: Path, document) -> Path:
     return write_text(path, dumps(document))
 
 
+def create_json(path: Path, document) -> Path:
+    """Create `path` holding `document`, whole, or raise FileExistsError if it exists.
+
+    The text is written beside it first and then hard-linked into place: the link fails if
+    another writer got there first, and no reader ever sees the file empty or partial.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                               suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        Path(tmp).write_text(dumps(document), encoding="utf-8")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return path
+
+
 def read_json(path: Path):
     """A JSON file written by `write_json`; an unreadable one is a ValueError naming it."""
     path = Path(path)

@@ -51,3 +51,13 @@ def test_a_damaged_file_is_an_error_naming_it(tmp_path):
     path.write_text('{"a": [1, 2')
     with pytest.raises(ValueError, match="d.json"):
         io.read_json(path)
+
+
+def test_create_json_is_whole_at_once_and_exclusive(tmp_path):
+    path = tmp_path / "new.json"
+    io.create_json(path, {"a": 1})
+    assert io.read_json(path) == {"a": 1}
+    with pytest.raises(FileExistsError):
+        io.create_json(path, {"a": 2})
+    assert io.read_json(path) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.json"]

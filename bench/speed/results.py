@@ -60,7 +60,6 @@ Times are seconds, memory bytes. A reader should check ``schema`` and ``schema_v
 from __future__ import annotations
 
 import datetime
-import os
 import secrets
 from pathlib import Path
 
@@ -93,18 +92,15 @@ class RunFile:
 
     @classmethod
     def create(cls, path: Path, run_id: str, plan: Plan) -> RunFile:
-        """A new run, its file claimed at once (O_EXCL): a second run can never take it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        except FileExistsError:
-            raise ValueError(f"{path} already exists; resume it with --resume {path} or "
-                             "choose another --run-id") from None
+        """A new run, its file created at once and whole: a second run can never take it."""
         run = cls(path, {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run_id": run_id,
                          "plan": plan.to_dict(), "sessions": [], "gemm_peak": {},
                          "cases": []})
-        run.save()
+        try:
+            io.create_json(run.path, run.data)
+        except FileExistsError:
+            raise ValueError(f"{path} already exists; resume it with --resume {path} or "
+                             "choose another --run-id") from None
         return run
 
     @classmethod

@@ -25,8 +25,9 @@ def _umask() -> int:
     return mask
 
 
-def write_with(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call write(tmp) for a temporary path beside `path`, then rename it over `path`."""
+def _place(path: Path, write: Callable[[Path], None], put: Callable[[str, Path], None]) -> Path:
+    """write(tmp) to a temporary file beside `path`, flush it to disk, then put(tmp, path);
+    the temporary name never outlives the call."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
@@ -37,12 +38,16 @@ def write_with(path: Path, write: Callable[[Path], None]) -> Path:
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        put(tmp, path)
+    finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
     return path
+
+
+def write_with(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call write(tmp) for a temporary path beside `path`, then rename it over `path`."""
+    return _place(path, write, os.replace)
 
 
 def remove_leftovers(path: Path) -> list[Path]:
@@ -104,21 +109,8 @@ def create_json(path: Path, document) -> Path:
     The text is written beside it first and then hard-linked into place: the link fails if
     another writer got there first, and no reader ever sees the file empty or partial.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
-                               suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        Path(tmp).write_text(dumps(document), encoding="utf-8")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.link(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return path
+    return _place(path, lambda tmp: tmp.write_text(dumps(document), encoding="utf-8"),
+                  os.link)
 
 
 def read_json(path: Path):

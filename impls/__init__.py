@@ -2,24 +2,30 @@
 
     import impls
     impls.names()                          # registered implementations
-    impl = impls.get("torch")
-    layer = impl.build("lstm", input_size=I, hidden_size=H, device="cpu", dtype=torch.float32)
-    y, (h, c) = layer(x)                   # x: (T, B, I), time-major
+    impl = impls.get("numba")
+    layer = impl.build("lstm", I, H, num_layers=2, bidirectional=True, dropout=0.2,
+                       batch_first=False, bias=True, proj_size=0,
+                       device="cpu", dtype=torch.float32)
+    layer.load_state_dict(torch.nn.LSTM(I, H, num_layers=2, bidirectional=True,
+                                        dropout=0.2).state_dict())
+    y, (h, c) = layer(x)                   # (T, B, I), (B, T, I), (T, I) or a PackedSequence
 
-Every layer takes PyTorch's one-layer state_dict (`weight_ih_l0`, `weight_hh_l0`,
-`bias_ih_l0`, `bias_hh_l0`; gate order LSTM i,f,g,o, GRU r,z,n).
+Every layer is a drop-in for `nn.LSTM` / `nn.GRU` / `nn.RNN`: nn's constructor, parameter
+names and shapes (gate order LSTM i,f,g,o, GRU r,z,n), call, states and layouts. A new
+implementation subclasses `RecurrentLayer` and writes one direction of one layer
+(`run_direction`); see `impls.layer`.
 """
 
 import torch
 
-from impls.layer import CELLS, GATES, RecurrentLayer, parameter_shapes
+from impls.layer import CELLS, GATES, DirectionWeights, RecurrentLayer, parameter_shapes
 from impls.registry import FLOAT_DTYPES, Implementation, get, names, register, unregister
 
 _ALL_CELLS = frozenset(CELLS)
 _BOTH = frozenset({"cpu", "cuda"})
 
 register(Implementation(
-    name="reference", factory="impls.reference:build", cells=_ALL_CELLS, devices=_BOTH,
+    name="reference", factory="impls.reference:ReferenceLayer", cells=_ALL_CELLS, devices=_BOTH,
     dtypes=frozenset({torch.float64}), trainable=True,
     description="float64 oracle, one step at a time, straight from the equations",
 ))
@@ -34,7 +40,7 @@ register(Implementation(
     description="nn.LSTM/GRU/RNN with cuDNN and oneDNN off: PyTorch's own kernels",
 ))
 register(Implementation(
-    name="scripted", factory="impls.scripted:build", cells=_ALL_CELLS, devices=_BOTH,
+    name="scripted", factory="impls.scripted:ScriptedLayer", cells=_ALL_CELLS, devices=_BOTH,
     dtypes=FLOAT_DTYPES, trainable=True,
     description="TorchScript cell loop, input projection as one GEMM before the loop",
 ))
@@ -46,6 +52,6 @@ register(Implementation(
 ))
 
 __all__ = [
-    "CELLS", "FLOAT_DTYPES", "GATES", "Implementation", "RecurrentLayer", "get", "names",
-    "parameter_shapes", "register", "unregister",
+    "CELLS", "DirectionWeights", "FLOAT_DTYPES", "GATES", "Implementation", "RecurrentLayer",
+    "get", "names", "parameter_shapes", "register", "unregister",
 ]

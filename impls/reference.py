@@ -28,66 +28,72 @@ candidate, while in PyTorch's z it is the weight on the *old* state (claim A5). 
 different model that this suite does not implement.
 
 Simple RNN: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with act = tanh or relu.
+
+LSTM with a projection (``proj_size`` P > 0): the state passed on is ``h' = W_hr (o * tanh(c'))``,
+of size P, and W_hh multiplies it. Without bias, b is zero.
+
+The layers, directions and layouts are `impls.layer`'s; this module is one direction of one
+layer over the packed steps: the first ``batch_sizes[t]`` sequences run at step t, and the
+others keep the state of their own last step.
 """
 
 from __future__ import annotations
 
 import torch
 
-from impls.layer import RecurrentLayer
+from impls.layer import GATES, RecurrentLayer, step_rows
 
 
 class ReferenceLayer(RecurrentLayer):
-    def __init__(self, cell, input_size, hidden_size, device):
-        super().__init__()
-        self.impl_name = "reference"
-        self.cell = cell
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.init_parameters(device, torch.float64)
+    impl_name = "reference"
 
-    def run(self, x, h0, c0):
+    def __init__(self, cell, input_size, hidden_size, *, device=None, dtype=None, **options):
+        super().__init__(cell, input_size, hidden_size, device=device, dtype=torch.float64,
+                         **options)
+
+    def run_direction(self, x, batch_sizes, h0, c0, w):
         step = getattr(self, f"_{self.cell}_step")
-        h, c = h0[0], None if c0 is None else c0[0]
+        h, c = h0, c0
         outputs = []
-        for x_t in x:
-            h, c = step(x_t, h, c)
-            outputs.append(h)
-        y = torch.stack(outputs)
-        return y, h.unsqueeze(0), None if c is None else c.unsqueeze(0)
+        for start, n in step_rows(batch_sizes):
+            h_t, c_t = step(x[start:start + n], h[:n], None if c is None else c[:n], w)
+            outputs.append(h_t)
+            h = torch.cat([h_t, h[n:]])
+            c = None if c is None else torch.cat([c_t, c[n:]])
+        return torch.cat(outputs), h, c
 
-    def _blocks(self, x_t, h):
+    def _blocks(self, x_t, h, w):
         """Input and recurrent pre-activations, each split into its gate blocks."""
-        n = self.weight_ih_l0.shape[0] // self.hidden_size
-        gx = x_t @ self.weight_ih_l0.T + self.bias_ih_l0
-        gh = h @ self.weight_hh_l0.T + self.bias_hh_l0
-        return gx.chunk(n, dim=1), gh.chunk(n, dim=1)
+        blocks = GATES[self.cell]
+        gx = x_t @ w.w_ih.T
+        gh = h @ w.w_hh.T
+        if w.b_ih is not None:
+            gx, gh = gx + w.b_ih, gh + w.b_hh
+        return gx.chunk(blocks, dim=1), gh.chunk(blocks, dim=1)
 
-    def _lstm_step(self, x_t, h, c):
-        (xi, xf, xg, xo), (hi, hf, hg, ho) = self._blocks(x_t, h)
+    def _lstm_step(self, x_t, h, c, w):
+        (xi, xf, xg, xo), (hi, hf, hg, ho) = self._blocks(x_t, h, w)
         i = torch.sigmoid(xi + hi)
         f = torch.sigmoid(xf + hf)
         g = torch.tanh(xg + hg)
         o = torch.sigmoid(xo + ho)
         c = f * c + i * g
         h = o * torch.tanh(c)
+        if w.w_hr is not None:
+            h = h @ w.w_hr.T
         return h, c
 
-    def _gru_step(self, x_t, h, _):
-        (xr, xz, xn), (hr, hz, hn) = self._blocks(x_t, h)
+    def _gru_step(self, x_t, h, _, w):
+        (xr, xz, xn), (hr, hz, hn) = self._blocks(x_t, h, w)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
         n = torch.tanh(xn + r * hn)
         return (1 - z) * n + z * h, None
 
-    def _rnn_tanh_step(self, x_t, h, _):
-        (xa,), (ha,) = self._blocks(x_t, h)
+    def _rnn_tanh_step(self, x_t, h, _, w):
+        (xa,), (ha,) = self._blocks(x_t, h, w)
         return torch.tanh(xa + ha), None
 
-    def _rnn_relu_step(self, x_t, h, _):
-        (xa,), (ha,) = self._blocks(x_t, h)
+    def _rnn_relu_step(self, x_t, h, _, w):
+        (xa,), (ha,) = self._blocks(x_t, h, w)
         return torch.relu(xa + ha), None
-
-
-def build(cell, input_size, hidden_size, device, dtype):
-    return ReferenceLayer(cell, input_size, hidden_size, device)

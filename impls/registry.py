@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from impls.layer import CELLS
+from impls.layer import CELLS, check_options
 
 #: Floating dtypes an implementation may declare.
 FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
@@ -22,8 +22,10 @@ FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.fl
 class Implementation:
     """One way of computing a recurrent layer, and what it can do.
 
-    `factory(cell, input_size, hidden_size, device, dtype)` returns the layer; it may also be
-    given as ``"module:attribute"`` so that heavy imports (numba) happen on first build only.
+    `factory(cell, input_size, hidden_size, *, device, dtype, num_layers, bias, batch_first,
+    dropout, bidirectional, proj_size)` returns the layer (a `RecurrentLayer` subclass takes
+    exactly these); it may also be given as ``"module:attribute"`` so that heavy imports
+    (numba) happen on first build only. The options arrive checked and complete.
     """
 
     name: str
@@ -60,19 +62,16 @@ class Implementation:
             and (dev != "cuda" or torch.cuda.is_available())
         )
 
-    def build(self, cell: str, *, input_size: int, hidden_size: int,
-              device: str | torch.device = "cpu",
-              dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-        """A one-layer, time-major layer with `nn.LSTM`/`nn.GRU`/`nn.RNN` parameters."""
+    def build(self, cell: str, input_size: int, hidden_size: int, *,
+              device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+              **options) -> torch.nn.Module:
+        """A drop-in for `nn.LSTM`/`nn.GRU`/`nn.RNN(nonlinearity=...)` with nn's options
+        (`num_layers`, `bias`, `batch_first`, `dropout`, `bidirectional`, `proj_size`)."""
         if cell not in self.cells:
             raise ValueError(
                 f"{self.name}: argument 'cell' must be one of {sorted(self.cells)}, got {cell!r}"
             )
-        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"{self.name}: argument {arg!r} must be a positive int, got {value!r}"
-                )
+        options = check_options(self.name, cell, input_size, hidden_size, options, warn=False)
         try:
             dev = torch.device(device)
         except (RuntimeError, TypeError) as exc:
@@ -94,7 +93,7 @@ class Implementation:
                 f"{self.name}: argument 'dtype' must be one of "
                 f"{sorted(str(d) for d in self.dtypes)}, got {dtype}"
             )
-        return self._factory()(cell, input_size, hidden_size, dev, dtype)
+        return self._factory()(cell, input_size, hidden_size, device=dev, dtype=dtype, **options)
 
     def _factory(self) -> Callable[..., torch.nn.Module]:
         if callable(self.factory):

@@ -1,9 +1,10 @@
 """A TorchScript-scripted cell loop: the fastrnns-style alternative to a fused kernel.
 
 The input projection for all time steps is one GEMM before the loop; the loop then does one
-small GEMM per step for the recurrent product. It iterates with `unbind`: indexing the
-precomputed tensor instead roughly doubles the backward time (each index records a
-`select` whose backward writes a full-size zero tensor).
+small GEMM per step for the recurrent product, on the rows of the sequences still running
+(`impls.layer`'s packed layout). It iterates over `split` views: indexing the precomputed
+tensor instead roughly doubles the backward time (each index records a `select` whose
+backward writes a full-size zero tensor).
 """
 
 from __future__ import annotations
@@ -15,53 +16,79 @@ import torch
 from impls.layer import RecurrentLayer
 
 
-def _input_projection(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor) -> torch.Tensor:
-    T, B, _ = x.shape
-    return torch.addmm(b_ih, x.reshape(T * B, x.shape[2]), w_ih.t()).view(T, B, -1)
+def _input_projection(x: torch.Tensor, w_ih: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+    if bias is None:
+        return torch.mm(x, w_ih.t())
+    return torch.addmm(bias, x, w_ih.t())
 
 
-def _lstm(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_ih: torch.Tensor,
-          w_hh: torch.Tensor, b_ih: torch.Tensor,
-          b_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    xw = _input_projection(x, w_ih, b_ih + b_hh)
+def _carry(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """The state after a step: the running sequences' new rows, the ended ones' old rows."""
+    if new.shape[0] == old.shape[0]:
+        return new
+    return torch.cat([new, old[new.shape[0]:]])
+
+
+def _lstm(x: torch.Tensor, batch_sizes: list[int], h: torch.Tensor, c: torch.Tensor,
+          w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None,
+          b_hh: torch.Tensor | None,
+          w_hr: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    bias: torch.Tensor | None = None
+    if b_ih is not None and b_hh is not None:
+        bias = b_ih + b_hh
+    xw = _input_projection(x, w_ih, bias)
     w_hh_t = w_hh.t()
     outputs: list[torch.Tensor] = []
-    for xw_t in xw.unbind(0):
-        gates = torch.addmm(xw_t, h, w_hh_t)
+    for xw_t in xw.split(batch_sizes):
+        n = xw_t.shape[0]
+        gates = torch.addmm(xw_t, h[:n], w_hh_t)
         i, f, g, o = gates.chunk(4, 1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        outputs.append(h)
-    return torch.stack(outputs), h, c
+        c_t = torch.sigmoid(f) * c[:n] + torch.sigmoid(i) * torch.tanh(g)
+        h_t = torch.sigmoid(o) * torch.tanh(c_t)
+        if w_hr is not None:
+            h_t = torch.mm(h_t, w_hr.t())
+        outputs.append(h_t)
+        h, c = _carry(h_t, h), _carry(c_t, c)
+    return torch.cat(outputs), h, c
 
 
-def _gru(x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
-         b_ih: torch.Tensor, b_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _gru(x: torch.Tensor, batch_sizes: list[int], h: torch.Tensor, w_ih: torch.Tensor,
+         w_hh: torch.Tensor, b_ih: torch.Tensor | None,
+         b_hh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     # b_hh cannot be folded into the projection: r multiplies the recurrent n-block with its bias.
     xw = _input_projection(x, w_ih, b_ih)
-    w_hh_t = w_hh.t()
+    w_hh.t()
     outputs: list[torch.Tensor] = []
-    for xw_t in xw.unbind(0):
+    for xw_t in xw.split(batch_sizes):
+        n_rows = xw_t.shape[0]
+        h_prev = h[:n_rows]
         xr, xz, xn = xw_t.chunk(3, 1)
-        hr, hz, hn = torch.addmm(b_hh, h, w_hh_t).chunk(3, 1)
+        hr, hz, hn = _input_projection(h_prev, w_hh, b_hh).chunk(3, 1)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
         n = torch.tanh(xn + r * hn)
-        h = n + z * (h - n)
-        outputs.append(h)
-    return torch.stack(outputs), h
+        h_t = n + z * (h_prev - n)
+        outputs.append(h_t)
+        h = _carry(h_t, h)
+    return torch.cat(outputs), h
 
 
-def _rnn(x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
-         b_ih: torch.Tensor, b_hh: torch.Tensor, relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    xw = _input_projection(x, w_ih, b_ih + b_hh)
+def _rnn(x: torch.Tensor, batch_sizes: list[int], h: torch.Tensor, w_ih: torch.Tensor,
+         w_hh: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None,
+         relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    bias: torch.Tensor | None = None
+    if b_ih is not None and b_hh is not None:
+        bias = b_ih + b_hh
+    xw = _input_projection(x, w_ih, bias)
     w_hh_t = w_hh.t()
     outputs: list[torch.Tensor] = []
-    for xw_t in xw.unbind(0):
-        a = torch.addmm(xw_t, h, w_hh_t)
-        h = torch.relu(a) if relu else torch.tanh(a)
-        outputs.append(h)
-    return torch.stack(outputs), h
+    for xw_t in xw.split(batch_sizes):
+        a = torch.addmm(xw_t, h[:xw_t.shape[0]], w_hh_t)
+        h_t = torch.relu(a) if relu else torch.tanh(a)
+        outputs.append(h_t)
+        h = _carry(h_t, h)
+    return torch.cat(outputs), h
 
 
 def _script(fn):
@@ -84,26 +111,19 @@ def _loop(cell: str):
 
 
 class ScriptedLayer(RecurrentLayer):
-    def __init__(self, cell, input_size, hidden_size, device, dtype):
-        super().__init__()
-        self.impl_name = "scripted"
-        self.cell = cell
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.init_parameters(device, dtype)
+    impl_name = "scripted"
+
+    def __init__(self, cell, input_size, hidden_size, **options):
+        super().__init__(cell, input_size, hidden_size, **options)
         self._fn = _loop(cell)
 
-    def run(self, x, h0, c0):
-        params = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)
+    def run_direction(self, x, batch_sizes, h0, c0, w):
+        sizes = batch_sizes.tolist()
         if self.cell == "lstm":
-            y, h, c = self._fn(x, h0[0], c0[0], *params)
-            return y, h.unsqueeze(0), c.unsqueeze(0)
+            return self._fn(x, sizes, h0, c0, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_hr)
         if self.cell == "gru":
-            y, h = self._fn(x, h0[0], *params)
+            y, h = self._fn(x, sizes, h0, w.w_ih, w.w_hh, w.b_ih, w.b_hh)
         else:
-            y, h = self._fn(x, h0[0], *params, self.cell == "rnn_relu")
-        return y, h.unsqueeze(0), None
-
-
-def build(cell, input_size, hidden_size, device, dtype):
-    return ScriptedLayer(cell, input_size, hidden_size, device, dtype)
+            y, h = self._fn(x, sizes, h0, w.w_ih, w.w_hh, w.b_ih, w.b_hh,
+                            self.cell == "rnn_relu")
+        return y, h, None

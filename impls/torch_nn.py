@@ -1,9 +1,11 @@
 """PyTorch's own `nn.LSTM` / `nn.GRU` / `nn.RNN`, as `torch` (default kernels) and `torch-native`.
 
-`torch` runs whatever PyTorch picks: cuDNN on a GPU, oneDNN for LSTM on this CPU (not for
-GRU, which is why GRU can come out slower than LSTM here). `torch-native` switches cuDNN and
-oneDNN off for the duration of each call only, so GRU and LSTM run on PyTorch's own kernels
-and can be compared on equal terms. The backward pass follows the kernel the forward chose.
+Every option goes to nn itself, so the fused multi-layer and bidirectional paths of oneDNN
+and cuDNN are what gets measured. `torch` runs whatever PyTorch picks: cuDNN on a GPU, oneDNN
+for LSTM on this CPU (not for GRU, which is why GRU can come out slower than LSTM here).
+`torch-native` switches cuDNN and oneDNN off for the duration of each call only, so GRU and
+LSTM run on PyTorch's own kernels and can be compared on equal terms. The backward pass
+follows the kernel the forward chose.
 """
 
 from __future__ import annotations
@@ -13,22 +15,18 @@ import contextlib
 import torch
 from torch import nn
 
-from impls.layer import RecurrentLayer
+from impls.layer import CheckedCall
 
 
-class TorchLayer(RecurrentLayer):
-    """Checked call around the `nn.*` module this class is mixed with."""
+class TorchLayer(CheckedCall):
+    """The checked call in front of the `nn.*` module this class is mixed with."""
 
     native = False
 
-    def run(self, x, h0, c0):
-        hx = (h0, c0) if self.cell == "lstm" else h0
+    def forward(self, input, hx=None):
+        self.check_call(input, hx)
         with self._kernels():
-            # Skip RecurrentLayer.forward (the checked call) and reach nn.LSTM/GRU/RNN.forward.
-            y, state = super(RecurrentLayer, self).forward(x, hx)
-        if self.cell == "lstm":
-            return y, state[0], state[1]
-        return y, state, None
+            return super().forward(input, hx)
 
     def _kernels(self):
         if not self.native:
@@ -54,26 +52,25 @@ class TorchRNN(TorchLayer, nn.RNN):
     pass
 
 
-def _build(cell, input_size, hidden_size, device, dtype, *, native):
+def _build(cell, input_size, hidden_size, *, native, **options):
     if cell == "lstm":
-        layer = TorchLSTM(input_size, hidden_size, device=device, dtype=dtype)
+        layer = TorchLSTM(input_size, hidden_size, **options)
     elif cell == "gru":
-        layer = TorchGRU(input_size, hidden_size, device=device, dtype=dtype)
+        layer = TorchGRU(input_size, hidden_size, **options)
     else:
-        nonlinearity = cell.removeprefix("rnn_")
-        layer = TorchRNN(input_size, hidden_size, nonlinearity=nonlinearity,
-                         device=device, dtype=dtype)
+        layer = TorchRNN(input_size, hidden_size, nonlinearity=cell.removeprefix("rnn_"),
+                         **options)
     layer.impl_name = "torch-native" if native else "torch"
     layer.cell = cell
     layer.native = native
     return layer
 
 
-def build_default(cell, input_size, hidden_size, device, dtype):
+def build_default(cell, input_size, hidden_size, **options):
     """`nn.*` with the kernels PyTorch chooses (cuDNN, oneDNN)."""
-    return _build(cell, input_size, hidden_size, device, dtype, native=False)
+    return _build(cell, input_size, hidden_size, native=False, **options)
 
 
-def build_native(cell, input_size, hidden_size, device, dtype):
+def build_native(cell, input_size, hidden_size, **options):
     """`nn.*` with cuDNN and oneDNN off during the call: PyTorch's own kernels."""
-    return _build(cell, input_size, hidden_size, device, dtype, native=True)
+    return _build(cell, input_size, hidden_size, native=True, **options)

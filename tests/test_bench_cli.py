@@ -29,16 +29,15 @@ import torch
 import impls
 
 
-def _sleepy(cell, input_size, hidden_size, device, dtype):
-    layer = impls.get("torch-native").build(cell, input_size=input_size,
-                                            hidden_size=hidden_size, device=device, dtype=dtype)
-    run = layer.run
+def _sleepy(cell, input_size, hidden_size, **options):
+    layer = impls.get("torch-native").build(cell, input_size, hidden_size, **options)
+    call = layer.forward
 
-    def slow(x, h0, c0):
+    def slow(x, hx=None):
         time.sleep(0.3)
-        return run(x, h0, c0)
+        return call(x, hx)
 
-    layer.run = slow
+    layer.forward = slow
     return layer
 
 

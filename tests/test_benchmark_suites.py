@@ -63,10 +63,8 @@ def forward_only():
     """A registered implementation without a backward pass (and only an LSTM cell)."""
     name = "forward-only-for-suite-tests"
 
-    def build(cell, input_size, hidden_size, device, dtype):
-        return impls.get("torch-native").build(cell, input_size=input_size,
-                                               hidden_size=hidden_size, device=device,
-                                               dtype=dtype)
+    def build(cell, input_size, hidden_size, **options):
+        return impls.get("torch-native").build(cell, input_size, hidden_size, **options)
 
     impls.register(impls.Implementation(
         name=name, factory=build, cells=frozenset({"lstm"}), devices=frozenset({"cpu"}),

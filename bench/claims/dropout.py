@@ -50,17 +50,14 @@ class DropoutLSTM(impls.RecurrentLayer):
 
     def __init__(self, input_size: int, hidden_size: int, *, scheme: str, p: float,
                  device="cpu", dtype=torch.float32):
-        super().__init__()
         if scheme not in SCHEMES:
             raise ValueError(f"DropoutLSTM: argument 'scheme' must be one of {SCHEMES}, "
                              f"got {scheme!r}")
         if not 0 <= p < 1:
             raise ValueError(f"DropoutLSTM: argument 'p' must be in [0, 1), got {p!r}")
+        super().__init__("lstm", input_size, hidden_size, device=device, dtype=dtype)
         self.impl_name = f"claims-lstm-dropout[{scheme},{p:g}]"
-        self.cell = "lstm"
-        self.input_size, self.hidden_size = input_size, hidden_size
         self.scheme, self.p = scheme, p
-        self.init_parameters(torch.device(device), dtype)
 
     def _masks(self, T: int, B: int) -> dict[str, torch.Tensor | None]:
         """Inverted-dropout masks for x, h_(t-1) and y: (T, B, size) when drawn per step,
@@ -80,25 +77,26 @@ class DropoutLSTM(impls.RecurrentLayer):
                    "variational": ("x", "h", "y")}[self.scheme]
         return {**none, **{k: draw(sizes[k]) for k in dropped}}
 
-    def run(self, x, h0, c0):
+    def run_direction(self, x, batch_sizes, h0, c0, w):
+        x = impls.layer.as_steps(x, batch_sizes, self.impl_name)
         T, B, _ = x.shape
         masks = self._masks(T, B)
         if masks["x"] is not None:
             x = x * masks["x"]
-        projected = x @ self.weight_ih_l0.T + (self.bias_ih_l0 + self.bias_hh_l0)
+        projected = x @ w.w_ih.T + (w.b_ih + w.b_hh)
         mask_h = masks["h"]
-        h, c = h0[0], c0[0]
+        h, c = h0, c0
         outputs = []
         for t, xw_t in enumerate(projected.unbind(0)):
             h_in = h if mask_h is None else h * mask_h[t if mask_h.shape[0] > 1 else 0]
-            a_i, a_f, a_g, a_o = (xw_t + h_in @ self.weight_hh_l0.T).chunk(4, 1)
+            a_i, a_f, a_g, a_o = (xw_t + h_in @ w.w_hh.T).chunk(4, 1)
             c = torch.sigmoid(a_f) * c + torch.sigmoid(a_i) * torch.tanh(a_g)
             h = torch.sigmoid(a_o) * torch.tanh(c)
             outputs.append(h)
         y = torch.stack(outputs)
         if masks["y"] is not None:
             y = y * masks["y"]
-        return y, h.unsqueeze(0), c.unsqueeze(0)
+        return y.view(T * B, -1), h, c
 
 
 class Polarity(Task):

@@ -57,7 +57,6 @@ class ExperimentLSTM(impls.RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, *, gate: str = "sigmoid",
                  candidate: str = "tanh", inference_gate: str | None = None,
                  device="cpu", dtype=torch.float32):
-        super().__init__()
         for arg, value, known in (("gate", gate, ("sigmoid", "hard_sigmoid")),
                                   ("candidate", candidate, tuple(CANDIDATE_FUNCTIONS)),
                                   ("inference_gate", inference_gate,
@@ -65,34 +64,35 @@ class ExperimentLSTM(impls.RecurrentLayer):
             if value not in known:
                 raise ValueError(f"ExperimentLSTM: argument {arg!r} must be one of {known}, "
                                  f"got {value!r}")
+        super().__init__("lstm", input_size, hidden_size, device=device, dtype=dtype)
         self.impl_name = f"claims-lstm[{gate},{candidate},{inference_gate}]"
-        self.cell = "lstm"
-        self.input_size, self.hidden_size = input_size, hidden_size
         self.gate, self.candidate, self.inference_gate = gate, candidate, inference_gate
         self.recording: list | None = None
-        self.init_parameters(torch.device(device), dtype)
 
-    def run(self, x, h0, c0):
+    def run_direction(self, x, batch_sizes, h0, c0, w):
+        x = impls.layer.as_steps(x, batch_sizes, self.impl_name)
         name = self.gate if torch.is_grad_enabled() else (self.inference_gate or self.gate)
         gate_fn, candidate_fn = GATE_FUNCTIONS[name], CANDIDATE_FUNCTIONS[self.candidate]
-        projected = x @ self.weight_ih_l0.T + (self.bias_ih_l0 + self.bias_hh_l0)
-        h, c = h0[0], c0[0]
+        projected = x @ w.w_ih.T + (w.b_ih + w.b_hh)
+        h, c = h0, c0
         outputs = []
         for xw_t in projected.unbind(0):
-            a_i, a_f, a_g, a_o = (xw_t + h @ self.weight_hh_l0.T).chunk(4, 1)
+            a_i, a_f, a_g, a_o = (xw_t + h @ w.w_hh.T).chunk(4, 1)
             i, f, g, o = gate_fn(a_i), gate_fn(a_f), candidate_fn(a_g), gate_fn(a_o)
             c = f * c + i * g
             h = o * torch.tanh(c)
             outputs.append(h)
             if self.recording is not None:
                 self.recording.append(tuple(t.detach() for t in (i, f, g, o, c, h)))
-        return torch.stack(outputs), h.unsqueeze(0), c.unsqueeze(0)
+        return torch.cat(outputs), h, c
 
 
 def experiment_factory(**options):
     """A registry factory building `ExperimentLSTM(**options)`."""
 
-    def factory(cell, input_size, hidden_size, device, dtype):
+    def factory(cell, input_size, hidden_size, *, device, dtype, **nn_options):
+        if any(nn_options[k] != v for k, v in impls.layer.OPTIONS.items()):
+            raise ValueError(f"ExperimentLSTM: one layer, nn's defaults only, got {nn_options}")
         return ExperimentLSTM(input_size, hidden_size, device=device, dtype=dtype, **options)
 
     return factory

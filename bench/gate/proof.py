@@ -54,9 +54,9 @@ def _gate_proof_slow_down(name, extra):
         y, state = output
         return y[: layer.gate_proof_steps], state
 
-    def build(cell, input_size, hidden_size, device, dtype):
+    def build(cell, input_size, hidden_size, device, dtype, **options):
         layer = original.build(cell, input_size=input_size, hidden_size=hidden_size,
-                               device=device, dtype=dtype)
+                               device=device, dtype=dtype, **options)
         layer.register_forward_pre_hook(lengthen)
         layer.register_forward_hook(trim)
         return layer

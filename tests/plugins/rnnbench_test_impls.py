@@ -21,68 +21,68 @@ BALLAST_MIB = 48
 LOG_ENV = "RNNBENCH_TEST_LOG"
 
 
-def _native(cell, input_size, hidden_size, device, dtype):
-    return impls.get("torch-native").build(cell, input_size=input_size,
-                                           hidden_size=hidden_size, device=device, dtype=dtype)
+def _native(cell, input_size, hidden_size, **options):
+    return impls.get("torch-native").build(cell, input_size, hidden_size, **options)
 
 
-def _with(run_instead):
-    def factory(cell, input_size, hidden_size, device, dtype):
-        layer = _native(cell, input_size, hidden_size, device, dtype)
-        layer.run = run_instead(layer.run, layer)
+def _with(call_instead):
+    """A factory of torch-native layers whose call is `call_instead(the call, layer)`."""
+    def factory(cell, input_size, hidden_size, **options):
+        layer = _native(cell, input_size, hidden_size, **options)
+        layer.forward = call_instead(layer.forward, layer)
         return layer
     return factory
 
 
-def _ballast(run, layer):
+def _ballast(call, layer):
     def heavy(*args):
         extra = torch.ones(BALLAST_MIB * 2 ** 20 // 4)  # written, so resident
-        out = run(*args)
+        out = call(*args)
         del extra
         return out
     return heavy
 
 
-def _raises(run, layer):
+def _raises(call, layer):
     def broken(*args):
         raise RuntimeError("broken kernel")
     return broken
 
 
-def _killed(run, layer):
+def _killed(call, layer):
     def killed(*args):
         os.kill(os.getpid(), signal.SIGKILL)
     return killed
 
 
-def _segfault(run, layer):
+def _segfault(call, layer):
     def segfault(*args):
         os.kill(os.getpid(), signal.SIGSEGV)
     return segfault
 
 
-def _nan(run, layer):
+def _nan(call, layer):
     def nan(*args):
-        y, *rest = run(*args)
+        y, *rest = call(*args)
         return (y * float("nan"), *rest)
     return nan
 
 
-def _short(run, layer):
+def _short(call, layer):
     def short(*args):
-        y, *rest = run(*args)
+        y, *rest = call(*args)
         return (y[:-1], *rest)
     return short
 
 
-def _off(run, layer):
+def _off(call, layer):
     def off(*args):
-        y, *rest = run(*args)
+        y, *rest = call(*args)
         return (y + 0.5, *rest)
     return off
 
 
-def _spins(run, layer):
+def _spins(call, layer):
     """Loops forever inside numba's compiled code, where no Python signal handler runs."""
     from numba import njit
 
@@ -99,7 +99,7 @@ def _spins(run, layer):
     return spins
 
 
-def _hangs(run, layer):
+def _hangs(call, layer):
     def hangs(*args):
         time.sleep(600)
     return hangs
@@ -113,10 +113,10 @@ def _log(line: str) -> None:
 def _logged(name):
     """Log each forward (autograd on? input requires grad?) and the gradient the output gets
     in the backward (all ones, as from y.sum().backward(), or not)."""
-    def wrap(run, layer):
+    def wrap(call, layer):
         def logged(x, *state):
             _log(f"{name} forward {int(torch.is_grad_enabled())} {int(x.requires_grad)}")
-            y, *rest = run(x, *state)
+            y, *rest = call(x, *state)
             if y.requires_grad:
                 y.register_hook(lambda g: _log(f"{name} backward "
                                                f"{int(bool((g == 1).all()))}"))

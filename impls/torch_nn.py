@@ -52,10 +52,10 @@ class TorchRNN(TorchLayer, nn.RNN):
     pass
 
 
-def _build(cell, input_size, hidden_size, *, native, **options):
+def _build(cell, input_size, hidden_size, *, native, proj_size, **options):
     if cell == "lstm":
-        layer = TorchLSTM(input_size, hidden_size, **options)
-    elif cell == "gru":
+        layer = TorchLSTM(input_size, hidden_size, proj_size=proj_size, **options)
+    elif cell == "gru":  # nn.GRU and nn.RNN take no proj_size (it is checked to be 0 here)
         layer = TorchGRU(input_size, hidden_size, **options)
     else:
         layer = TorchRNN(input_size, hidden_size, nonlinearity=cell.removeprefix("rnn_"),

@@ -49,17 +49,17 @@ class DropoutLSTM(impls.RecurrentLayer):
     """An LSTM (PyTorch's parameters, gates i, f, g, o) with one dropout scheme of SCHEMES."""
 
     def __init__(self, input_size: int, hidden_size: int, *, scheme: str, p: float,
-                 device="cpu", dtype=torch.float32):
+                 device="cpu", dtype=torch.float32, **options):
         if scheme not in SCHEMES:
             raise ValueError(f"DropoutLSTM: argument 'scheme' must be one of {SCHEMES}, "
                              f"got {scheme!r}")
         if not 0 <= p < 1:
             raise ValueError(f"DropoutLSTM: argument 'p' must be in [0, 1), got {p!r}")
-        super().__init__("lstm", input_size, hidden_size, device=device, dtype=dtype)
+        super().__init__("lstm", input_size, hidden_size, device=device, dtype=dtype, **options)
         self.impl_name = f"claims-lstm-dropout[{scheme},{p:g}]"
         self.scheme, self.p = scheme, p
 
-    def _masks(self, T: int, B: int) -> dict[str, torch.Tensor | None]:
+    def _masks(self, T: int, B: int, input_size: int) -> dict[str, torch.Tensor | None]:
         """Inverted-dropout masks for x, h_(t-1) and y: (T, B, size) when drawn per step,
         (1, B, size) when drawn once per sequence; None where the scheme drops nothing."""
         none = {"x": None, "h": None, "y": None}
@@ -72,7 +72,7 @@ class DropoutLSTM(impls.RecurrentLayer):
         def draw(size):
             return torch.bernoulli(weight.new_full((steps, B, size), keep)) / keep
 
-        sizes = {"x": self.input_size, "h": self.hidden_size, "y": self.hidden_size}
+        sizes = {"x": input_size, "h": self.hidden_size, "y": self.hidden_size}
         dropped = {"naive": ("x", "h"), "non_recurrent": ("x", "y"),
                    "variational": ("x", "h", "y")}[self.scheme]
         return {**none, **{k: draw(sizes[k]) for k in dropped}}
@@ -80,7 +80,7 @@ class DropoutLSTM(impls.RecurrentLayer):
     def run_direction(self, x, batch_sizes, h0, c0, w):
         x = impls.layer.as_steps(x, batch_sizes, self.impl_name)
         T, B, _ = x.shape
-        masks = self._masks(T, B)
+        masks = self._masks(T, B, x.shape[2])
         if masks["x"] is not None:
             x = x * masks["x"]
         projected = x @ w.w_ih.T + (w.b_ih + w.b_hh)
@@ -198,9 +198,8 @@ def measure_dropout(profile: str) -> dict:
 
 
 def _factory(scheme: str, p: float):
-    def factory(cell, input_size, hidden_size, device, dtype):
-        return DropoutLSTM(input_size, hidden_size, scheme=scheme, p=p, device=device,
-                           dtype=dtype)
+    def factory(cell, input_size, hidden_size, **options):
+        return DropoutLSTM(input_size, hidden_size, scheme=scheme, p=p, **options)
 
     return factory
 

@@ -56,7 +56,7 @@ class ExperimentLSTM(impls.RecurrentLayer):
 
     def __init__(self, input_size: int, hidden_size: int, *, gate: str = "sigmoid",
                  candidate: str = "tanh", inference_gate: str | None = None,
-                 device="cpu", dtype=torch.float32):
+                 device="cpu", dtype=torch.float32, **options):
         for arg, value, known in (("gate", gate, ("sigmoid", "hard_sigmoid")),
                                   ("candidate", candidate, tuple(CANDIDATE_FUNCTIONS)),
                                   ("inference_gate", inference_gate,
@@ -64,7 +64,7 @@ class ExperimentLSTM(impls.RecurrentLayer):
             if value not in known:
                 raise ValueError(f"ExperimentLSTM: argument {arg!r} must be one of {known}, "
                                  f"got {value!r}")
-        super().__init__("lstm", input_size, hidden_size, device=device, dtype=dtype)
+        super().__init__("lstm", input_size, hidden_size, device=device, dtype=dtype, **options)
         self.impl_name = f"claims-lstm[{gate},{candidate},{inference_gate}]"
         self.gate, self.candidate, self.inference_gate = gate, candidate, inference_gate
         self.recording: list | None = None
@@ -90,10 +90,8 @@ class ExperimentLSTM(impls.RecurrentLayer):
 def experiment_factory(**options):
     """A registry factory building `ExperimentLSTM(**options)`."""
 
-    def factory(cell, input_size, hidden_size, *, device, dtype, **nn_options):
-        if any(nn_options[k] != v for k, v in impls.layer.OPTIONS.items()):
-            raise ValueError(f"ExperimentLSTM: one layer, nn's defaults only, got {nn_options}")
-        return ExperimentLSTM(input_size, hidden_size, device=device, dtype=dtype, **options)
+    def factory(cell, input_size, hidden_size, **nn_options):
+        return ExperimentLSTM(input_size, hidden_size, **nn_options, **options)
 
     return factory
 

@@ -152,9 +152,8 @@ def radius_factory(radius: float, base: str = TRAIN_IMPL):
         with torch.no_grad():
             layer.weight_hh_l0.copy_(rescale_spectral_radius(layer.weight_hh_l0, radius))
 
-    def factory(cell, input_size, hidden_size, device, dtype):
-        layer = impls.get(base).build(cell, input_size=input_size, hidden_size=hidden_size,
-                                      device=device, dtype=dtype)
+    def factory(cell, input_size, hidden_size, **options):
+        layer = impls.get(base).build(cell, input_size, hidden_size, **options)
         layer.register_load_state_dict_post_hook(rescale)
         return layer
 

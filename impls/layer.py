@@ -273,6 +273,10 @@ class RecurrentLayer(CheckedCall, nn.Module):
             nn.init.uniform_(p, -bound, bound)   # nn's init for every weight
             self.register_parameter(name, p)
 
+    def flatten_parameters(self) -> None:
+        """nn's call that packs the weights for cuDNN; these kernels read them where they are,
+        so there is nothing to do (kept so that user code calling it runs unchanged)."""
+
     def direction_weights(self, layer: int, reverse: bool) -> DirectionWeights:
         suffix = f"_l{layer}{'_reverse' if reverse else ''}"
         return DirectionWeights(*(getattr(self, f"{kind}{suffix}", None) for kind in

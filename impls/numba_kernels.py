@@ -1,9 +1,25 @@
 """Numba kernels for the recurrent part of LSTM, GRU and the simple RNN: forward and BPTT.
 
-The layer (`impls.numba_rnn`) does the input projection for all steps as one GEMM before a
+The layer (`impls.numba_rnn`) does the input projection for all rows as one GEMM before a
 kernel runs, and the weight gradients as GEMMs after the backward kernel; the kernels own the
 time loop: per step one GEMM for the recurrent product (`np.dot`, i.e. scipy's BLAS, held to
 one thread), then one fused, vectorised pass over the gate elements.
+
+Layout: PackedSequence's rows, every buffer 2-D with one row per (step, sequence). Step t's
+rows are ``starts[t] : starts[t] + sizes[t]``, sequences by decreasing length, so the
+sequences running at step t are the first sizes[t]; their previous states are the first
+sizes[t] rows of step t-1 (of h0 at t = 0, `_previous`). A step touches only its own rows:
+nothing runs past a sequence's end, nothing is padded or masked. A dense (T, B) batch is the
+case sizes[t] = B. A (B, .) state buffer (the LSTM's c in inference, dh and dc in the
+backward) keeps a sequence's row as its last step left it: in the forward that is the final
+state; in the backward, the gradient wrt the final state until the sequence's last step.
+
+The per-element maths are small functions inlined into the loops (`lstm_cell`,
+`lstm_cell_grad`, `gru_cell`, `gru_cell_grad`, `relu`, `relu_grad`, with `dsigmoid`, `dtanh`),
+named after the symbols below; the kernels around them are the loops, the buffers and the
+team. A buffer's views are named after the buffer (``buf_i``: the own units' slice of the i
+block of a gate row), the quantities after the equations (``a_i``, ``i``, ``da_i``), because
+one buffer holds, in turn, a pre-activation, the activation and its gradient.
 
 Inference (`lstm_inference`, `gru_inference`) keeps nothing for a backward: each thread
 projects the input onto its own units itself, a block of k steps at a time into a reused
@@ -19,17 +35,20 @@ else is shared. One thread is the plain serial loop (its barrier returns at once
 is numba-`parallel`: the team is the layer's own threads, as many as numba's thread count
 allows, and team size x BLAS threads (1) never exceeds that count. Splitting units, not batch
 rows, is what helps B = 1, where each step streams all of W_hh: two threads each stream half,
-from their own cache.
+from their own cache. An LSTM with a projection runs on one thread: h_t = m_t W_hr^T needs
+every unit's m_t before the next step can start.
 
-Notation, per step t (batch rows independent): ``a = x W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh``
-split into gate blocks; ``dX`` is dL/d(a) as seen by the input projection, ``dH`` as seen by the
-recurrent product (they differ only in the GRU's n block); ``dh`` is the gradient reaching
-h_t: from the output, ``dy_t``, plus what step t+1 sends back, ``dH_{t+1} W_hh``. Unrolled,
-this recursion is the sum over k of products of d h_j / d h_{j-1} in the notes
-(002_2c9e6012ecdce6e2.txt §1.2, claim C1); the kernel never forms the products. In the team,
-thread k computes dH_{t+1} for its units only, so it sends back the partial product
-``dH_{t+1}[own] W_hh[own rows]`` and every thread sums the partials over its own units.
-With s' = s (1 - s) for a sigmoid output s and 1 - u^2 for a tanh output u:
+Notation, per step t (rows independent): ``a = x W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh`` split
+into gate blocks; ``dX`` is dL/d(a) as seen by the input projection, ``dH`` as seen by the
+recurrent product (they differ only in the GRU's n block); ``dh`` is dL/dh_t: from the
+output, ``dy_t``, plus what step t+1 sends back, ``dH_{t+1} W_hh`` (plus the GRU's direct
+path), or, at a sequence's last step, the gradient wrt its final state (`_dh_of_step`
+assembles it, the one place that does). Unrolled, this recursion is the sum over k of
+products of d h_j / d h_{j-1} in the notes (002_2c9e6012ecdce6e2.txt §1.2, claim C1); the
+kernel never forms the products. In the team, thread k computes dH_{t+1} for its units only,
+so it sends back the partial product ``dH_{t+1}[own] W_hh[own rows]`` and every thread sums
+the partials over its own units. With s' = s (1 - s) for a sigmoid output s and 1 - u^2 for
+a tanh output u:
 
 LSTM  i, f, o = sigmoid(a_i, a_f, a_o), g = tanh(a_g), c_t = f c_{t-1} + i g, h_t = o tanh(c_t)::
 
@@ -37,8 +56,12 @@ LSTM  i, f, o = sigmoid(a_i, a_f, a_o), g = tanh(a_g), c_t = f c_{t-1} + i g, h_
     da_o  = dh tanh(c_t) o'      da_i = dc g i'      da_f = dc c_{t-1} f'      da_g = dc i g'
     dc_{t-1} = dc f              dh_{t-1} = da W_hh          (dX = dH = da)
 
+LSTM with a projection (W_hr (P, H)): m_t = o tanh(c_t) is the cell's output and the state
+passed on is h_t = m_t W_hr^T (P); backward, the cell sees dm = dh W_hr in place of dh, and
+dW_hr = sum_t dh_t^T m_t.
+
 GRU (reset after the product; hn = h_{t-1} W_hn^T + b_hn)
-r, z = sigmoid(a_r, a_z), n = tanh(a_in + r hn), h_t = n + z (h_{t-1} - n)::
+r, z = sigmoid(a_r, a_z), n = tanh(a_xn + r hn), h_t = n + z (h_{t-1} - n)::
 
     da_n = dh (1 - z) n'         da_z = dh (h_{t-1} - n) z'        da_r = da_n hn r'
     dX = (da_r, da_z, da_n)      dH = (da_r, da_z, da_n r)
@@ -47,19 +70,20 @@ r, z = sigmoid(a_r, a_z), n = tanh(a_in + r hn), h_t = n + z (h_{t-1} - n)::
 RNN  h_t = act(a)::   da = dh act'   (tanh: 1 - h_t^2; relu: [h_t > 0])   dh_{t-1} = da W_hh
 
 Then, outside the loop: dW_ih = sum_t dX_t^T x_t, dW_hh = sum_t dH_t^T h_{t-1}, db_ih = sum dX,
-db_hh = sum dH, dx_t = dX_t W_ih: three large GEMMs and two sums.
+db_hh = sum dH, dx_t = dX_t W_ih: large GEMMs and sums over all rows.
 
-What is stored for backward (all T*B rows, H = hidden size), and nothing else:
+What is stored for backward (all N rows, H = hidden size, H_out = P or H), and nothing else:
 
-- LSTM: the activated gates i, f, g, o (4H), c_t (H) and h_t = y (H): 6H floats per row.
-  tanh(c_t) is recomputed rather than stored.
+- LSTM: the activated gates i, f, g, o (4H), c_t (H) and h_t = y (H_out): 6H floats per row;
+  with a projection also m_t (H). tanh(c_t) is recomputed rather than stored.
 - GRU: r, z, n (3H), hn (H) and y (H): 5H.
 - RNN: y only (H): the derivative of tanh and relu is a function of their output.
 
 The gate buffer first holds the input projection, then the activated gates, then (in the
-backward) dX, each overwriting the last in place, so the backward needs no T*B-sized buffer of
+backward) dX, each overwriting the last in place, so the backward needs no N-row buffer of
 its own for LSTM and GRU (the GRU's dH n-block overwrites hn; the RNN's dX is new, because its
-only stored buffer, y, is the caller's output).
+only stored buffer, y, is the caller's output; a projected LSTM's backward keeps every step's
+dh, (N, P), for dW_hr).
 
 float32 uses a rational tanh (below) that vectorises; scalar libm calls do not, since the
 PyPI llvmlite has no SVML. float64 calls libm (``math.tanh``, ``math.exp``): it is the
@@ -143,6 +167,94 @@ def sigmoid_array(x, out):
         out[j] = sigmoid(x[j])
 
 
+# -- the element maths: one unit of one row, inlined into the kernels' loops ------------------
+
+#: Inlined in numba's IR, so that LLVM vectorises them with the loop around the call.
+_ELEMENT = dict(_JIT, inline="always")
+
+
+def typed(value, like):
+    """`value` as a float of `like`'s type (in numba: a float64 constant would make float32
+    maths float64)."""
+    return float(value)
+
+
+@overload(typed)
+def _typed_jit(value, like):
+    if like == types.float32:
+        return lambda value, like: np.float32(value)
+    return lambda value, like: np.float64(value)
+
+
+@njit(**_ELEMENT)
+def dsigmoid(s):
+    """sigmoid'(a) from its output s = sigmoid(a): s (1 - s)."""
+    return s * (typed(1, s) - s)
+
+
+@njit(**_ELEMENT)
+def dtanh(u):
+    """tanh'(a) from its output u = tanh(a): 1 - u^2."""
+    return typed(1, u) - u * u
+
+
+@njit(**_ELEMENT)
+def relu(a):
+    """max(a, 0); NaN stays NaN, as in torch."""
+    return typed(0, a) if a < typed(0, a) else a
+
+
+@njit(**_ELEMENT)
+def relu_grad(dh, h):
+    """dL/da for h = relu(a), from its output: dh where h > 0, else 0."""
+    return dh if h > typed(0, h) else typed(0, h)
+
+
+@njit(**_ELEMENT)
+def lstm_cell(a_i, a_f, a_g, a_o, c_prev):
+    """i, f, g, o, c_t and h_t = o tanh(c_t) (before any projection: m_t) from the
+    pre-activations and c_{t-1}."""
+    i = sigmoid(a_i)
+    f = sigmoid(a_f)
+    g = tanh(a_g)
+    o = sigmoid(a_o)
+    c = f * c_prev + i * g
+    return i, f, g, o, c, o * tanh(c)
+
+
+@njit(**_ELEMENT)
+def lstm_cell_grad(dh, dc, i, f, g, o, c, c_prev):
+    """da_i, da_f, da_g, da_o and dc_{t-1}, from dh = dL/dh_t (dL/dm_t with a projection),
+    dc = dL/dc_t through step t+1, the gates, c_t and c_{t-1}."""
+    tanh_c = tanh(c)
+    dc = dc + dh * o * dtanh(tanh_c)
+    da_i = dc * g * dsigmoid(i)
+    da_f = dc * c_prev * dsigmoid(f)
+    da_g = dc * i * dtanh(g)
+    da_o = dh * tanh_c * dsigmoid(o)
+    return da_i, da_f, da_g, da_o, dc * f
+
+
+@njit(**_ELEMENT)
+def gru_cell(a_r, a_z, a_xn, hn, h_prev):
+    """r, z, n, h_t from the pre-activations (a_xn: the input's part of n's), hn = h_{t-1}
+    W_hn^T + b_hn and h_{t-1}."""
+    r = sigmoid(a_r)
+    z = sigmoid(a_z)
+    n = tanh(a_xn + r * hn)
+    return r, z, n, n + z * (h_prev - n)
+
+
+@njit(**_ELEMENT)
+def gru_cell_grad(dh, r, z, n, hn, h_prev):
+    """da_r, da_z, da_n (dL/da_xn), dhn (dL/dhn) and dh_{t-1}'s direct part dh z, from
+    dh = dL/dh_t, the gates, hn and h_{t-1}."""
+    da_n = dh * (typed(1, z) - z) * dtanh(n)
+    da_z = dh * (h_prev - n) * dsigmoid(z)
+    da_r = da_n * hn * dsigmoid(r)
+    return da_r, da_z, da_n, da_n * r, dh * z
+
+
 # -- the team's barrier -------------------------------------------------------------------------
 
 #: Spins on the barrier before each wait yields the CPU (a step at B = 1 takes ~10 us; a
@@ -202,14 +314,6 @@ def _barrier(sync, team, step):
 
 
 @njit(**_JIT)
-def _collect(dh, partials, slot, u0, u1):
-    """dh[:, u0:u1] += the team's partial products dH W_hh, summed over the threads."""
-    for k in range(partials.shape[0]):
-        for b in range(dh.shape[0]):
-            dh[b, u0:u1] += partials[k, slot, b, u0:u1]
-
-
-@njit(**_JIT)
 def _own(row, H, u0, u1, gates):
     """The own units' slice of each gate block of a (gates*H,) row, as separate views.
 
@@ -235,286 +339,319 @@ def _packed(row, n, gates):
 
 @njit(**_JIT)
 def project(x, w_ih_t, bias, out, r0, r1):
-    """out[r0:r1] = x[r0:r1] W_ih^T + bias for a block of the T*B rows (x: (T*B, I))."""
+    """out[r0:r1] = x[r0:r1] W_ih^T + bias for a block of the N rows (x: (N, I))."""
     block = out[r0:r1]
     np.dot(x[r0:r1], w_ih_t, block)
     for r in range(r1 - r0):
         block[r] += bias
 
 
-# -- LSTM --------------------------------------------------------------------------------------
-#
-# Every kernel takes the team arguments last: u0, u1 (the own hidden units), sync (the
-# barrier, shared), team (the number of threads); the backward kernels also k (this thread's
-# index) and partials (team, 2, B, H), where thread k leaves its share of dh_{t-1} (two slots,
-# alternating with t, so that no thread overwrites a share another is still summing).
-# w_own is (gates * (u1 - u0), H): W_hh's rows of the own units, gate by gate.
+# -- rows and states shared by the kernels ---------------------------------------------------
 
 
 @njit(**_JIT)
-def lstm_forward(gates, w_own, h0, c0, y, c, pre, u0, u1, sync, team):
-    """gates (T, B, 4H): the input projection with both biases in, the activated i, f, g, o out.
+def _previous(initial, states, starts, t, rows):
+    """The states of the first `rows` sequences before step t: `initial`'s at t = 0, else
+    the first `rows` rows of step t-1."""
+    if t == 0:
+        return initial[:rows]
+    return states[starts[t - 1]:starts[t - 1] + rows]
 
-    h0, c0 (B, H); fills y and c (T, B, H) for the own units; pre (B, 4n) is scratch.
+
+@njit(**_JIT)
+def _dh_of_step(dh, partials, slot, sent_back, dy_t, s0, s1):
+    """dh's first rows := dL/dh_t, own columns s0:s1: what step t+1 sent back (the team's
+    partials in `slot`, summed) for its `sent_back` sequences, dL/dh_n (left in dh) for the
+    sequences that end at step t, plus dy_t (empty when y gets no gradient)."""
+    for b in range(sent_back):
+        dh_b = dh[b, s0:s1]
+        dh_b[:] = partials[0, slot, b, s0:s1]
+        for k in range(1, partials.shape[0]):
+            dh_b += partials[k, slot, b, s0:s1]
+    for b in range(dy_t.shape[0]):
+        dh[b, s0:s1] += dy_t[b, s0:s1]
+
+
+@njit(**_JIT)
+def _project_block(x, w_ih, H, u0, u1, row0, row1, proj):
+    """proj[g, :rows] = x[row0:row1] times gate g's own rows of W_ih, transposed.
+
+    One GEMM per gate block: its own rows of W_ih are contiguous as they are, so no member
+    needs a packed copy of W_ih.
     """
-    T, B, G = gates.shape
-    H, n = G // 4, u1 - u0
-    for t in range(T):
-        h_prev = h0 if t == 0 else y[t - 1]
-        c_prev = c0 if t == 0 else c[t - 1]
-        np.dot(h_prev, w_own.T, pre)
-        for b in range(B):
-            ai, af, ag, ao = _own(gates[t, b], H, u0, u1, 4)
-            pi, pf, pg, po = _packed(pre[b], n, 4)
-            cp, ct, ht = c_prev[b, u0:u1], c[t, b, u0:u1], y[t, b, u0:u1]
+    for g in range(proj.shape[0]):
+        np.dot(x[row0:row1], w_ih[g * H + u0:g * H + u1].T, proj[g, :row1 - row0])
+
+
+# -- LSTM --------------------------------------------------------------------------------------
+#
+# Every kernel takes the steps first, starts and sizes (T,), and the team arguments last:
+# u0, u1 (the own hidden units), sync (the barrier, shared), team (the number of threads); the
+# backward kernels also k (this thread's index) and partials (team, 2, B, H_out), where thread
+# k leaves its share of dh_{t-1} (two slots, alternating with t, so that no thread overwrites
+# a share another is still summing). w_own is (gates * (u1 - u0), H_out): W_hh's rows of the
+# own units, gate by gate. w_hr is W_hr (P, H), or (0, H) without a projection.
+
+
+@njit(**_JIT)
+def lstm_forward(starts, sizes, gates, w_own, w_hr, h0, c0, y, c, m, u0, u1, sync, team):
+    """gates (N, 4H): x W_ih^T + b_ih + b_hh in, the activated i, f, g, o out (own units).
+
+    h0 (B, H_out), c0 (B, H); fills c (N, H) and y (N, H_out). m (N, H) receives
+    m_t = o tanh(c_t): it is y itself without a projection; with one, y = m W_hr^T.
+    """
+    H, n = c.shape[1], u1 - u0
+    projected = w_hr.shape[0] > 0
+    rec = np.empty((sizes[0], 4 * n), y.dtype)   # h_{t-1} W_hh^T, own units
+    for t in range(sizes.size):
+        r0, rows = starts[t], sizes[t]
+        c_prev = _previous(c0, c, starts, t, rows)
+        np.dot(_previous(h0, y, starts, t, rows), w_own.T, rec[:rows])
+        for b in range(rows):
+            buf_i, buf_f, buf_g, buf_o = _own(gates[r0 + b], H, u0, u1, 4)
+            rec_i, rec_f, rec_g, rec_o = _packed(rec[b], n, 4)
+            cp, ct, mt = c_prev[b, u0:u1], c[r0 + b, u0:u1], m[r0 + b, u0:u1]
             for j in range(n):
-                i = sigmoid(ai[j] + pi[j])
-                f = sigmoid(af[j] + pf[j])
-                g = tanh(ag[j] + pg[j])
-                o = sigmoid(ao[j] + po[j])
-                cn = f * cp[j] + i * g
-                ai[j], af[j], ag[j], ao[j] = i, f, g, o
-                ct[j] = cn
-                ht[j] = o * tanh(cn)
+                i, f, g, o, ct[j], mt[j] = lstm_cell(
+                    buf_i[j] + rec_i[j], buf_f[j] + rec_f[j], buf_g[j] + rec_g[j],
+                    buf_o[j] + rec_o[j], cp[j])
+                buf_i[j], buf_f[j], buf_g[j], buf_o[j] = i, f, g, o
+        if projected:
+            np.dot(m[r0:r0 + rows], w_hr.T, y[r0:r0 + rows])
         if not _barrier(sync, team, t + 1):
             return
 
 
 @njit(**_JIT)
-def _project_block(x, w_ih, H, u0, u1, t0, t1, B, proj):
-    """proj[g, :rows] = x's rows of steps t0:t1 times gate g's own rows of W_ih, transposed.
+def lstm_inference(starts, sizes, x, w_ih, bias, w_own, w_hr, h0, c, y, block_steps,
+                   u0, u1, sync, team):
+    """Fills y (N, H_out) and turns c (B, H) from c0 into c_n, own units, storing no gates.
 
-    One GEMM per gate block: its own rows of W_ih are contiguous as they are, so no member
-    needs a packed copy of W_ih.
+    x (N, I); w_ih (4H, I); bias (4H,): b_ih + b_hh. The input projection is made
+    `block_steps` steps at a time into a reused buffer. The sums run in `lstm_forward`'s
+    order, so both give the same y.
     """
-    rows = (t1 - t0) * B
-    for g in range(proj.shape[0]):
-        np.dot(x[t0 * B:t1 * B], w_ih[g * H + u0:g * H + u1].T, proj[g, :rows])
-
-
-@njit(**_JIT)
-def lstm_inference(x, w_ih, bias, w_own, h0, c, y, work, u0, u1, sync, team):
-    """Fills y (T, B, H) and turns c (B, H) from c0 into c_T, own units, storing no gates.
-
-    x (T*B, I); w_ih (4H, I); bias (4H,): b_ih + b_hh; work ((1 + k) * B, 4n): scratch for
-    one step's recurrent product, then a block of k steps' input projection. The sums run
-    in `lstm_forward`'s order, so both give the same y.
-    """
-    T, B, H = y.shape
-    n, k = u1 - u0, work.shape[0] // B - 1
-    pre, proj = work[:B], work[B:].reshape((4, k * B, n))
-    bi, bf, bg, bo = _own(bias, H, u0, u1, 4)
-    for t0 in range(0, T, k):
-        t1 = min(T, t0 + k)
-        _project_block(x, w_ih, H, u0, u1, t0, t1, B, proj)
+    H, n, B = c.shape[1], u1 - u0, sizes[0]
+    projected = w_hr.shape[0] > 0
+    rec = np.empty((B, 4 * n), y.dtype)
+    proj = np.empty((4, block_steps * B, n), y.dtype)
+    m = np.empty((B if projected else 0, H), y.dtype)
+    b_i, b_f, b_g, b_o = _own(bias, H, u0, u1, 4)
+    T = sizes.size
+    for t0 in range(0, T, block_steps):
+        t1 = min(T, t0 + block_steps)
+        block_rows = starts[t1 - 1] + sizes[t1 - 1] - starts[t0]
+        _project_block(x, w_ih, H, u0, u1, starts[t0], starts[t0] + block_rows, proj)
         for t in range(t0, t1):
-            h_prev = h0 if t == 0 else y[t - 1]
-            np.dot(h_prev, w_own.T, pre)
-            for b in range(B):
-                r = (t - t0) * B + b
-                xi, xf, xg, xo = proj[0, r], proj[1, r], proj[2, r], proj[3, r]
-                pi, pf, pg, po = _packed(pre[b], n, 4)
-                cb, ht = c[b, u0:u1], y[t, b, u0:u1]
+            r0, rows = starts[t], sizes[t]
+            np.dot(_previous(h0, y, starts, t, rows), w_own.T, rec[:rows])
+            cell_out = m[:rows] if projected else y[r0:r0 + rows]
+            for b in range(rows):
+                p = r0 - starts[t0] + b
+                x_i, x_f, x_g, x_o = proj[0, p], proj[1, p], proj[2, p], proj[3, p]
+                rec_i, rec_f, rec_g, rec_o = _packed(rec[b], n, 4)
+                cb, mb = c[b, u0:u1], cell_out[b, u0:u1]
                 for j in range(n):
-                    i = sigmoid(xi[j] + bi[j] + pi[j])
-                    f = sigmoid(xf[j] + bf[j] + pf[j])
-                    g = tanh(xg[j] + bg[j] + pg[j])
-                    o = sigmoid(xo[j] + bo[j] + po[j])
-                    cn = f * cb[j] + i * g
-                    cb[j] = cn
-                    ht[j] = o * tanh(cn)
+                    _, _, _, _, cb[j], mb[j] = lstm_cell(
+                        x_i[j] + b_i[j] + rec_i[j], x_f[j] + b_f[j] + rec_f[j],
+                        x_g[j] + b_g[j] + rec_g[j], x_o[j] + b_o[j] + rec_o[j], cb[j])
+            if projected:
+                np.dot(cell_out, w_hr.T, y[r0:r0 + rows])
             if not _barrier(sync, team, t + 1):
                 return
 
 
 @njit(**_JIT)
-def lstm_backward(gates, c, c0, w_own, dy, dh, dc, d_own, u0, u1, sync, team, k, partials):
+def lstm_backward(starts, sizes, gates, c, c0, w_own, w_hr, dy, dh, dc, dh_rows,
+                  u0, u1, sync, team, k, partials):
     """gates: the activated i, f, g, o in, dX = dH = d(pre-activation) out (own units).
 
-    dy (T, B, H), or (0, B, H) when y receives no gradient; dh, dc (B, H): the gradients wrt
-    h_T, c_T in, wrt h0, c0 out (own units); d_own (B, 4n) is scratch.
+    dy (N, H_out), or (0, H_out) when y receives no gradient; dh (B, H_out), dc (B, H): the
+    gradients wrt h_n, c_n in, wrt h0, c0 out (own units). With a projection, dh_rows (N, P)
+    receives every step's dh, for dW_hr.
     """
-    T, B, G = gates.shape
-    H, n = G // 4, u1 - u0
-    one = gates.dtype.type(1)
+    T, H, n = sizes.size, c.shape[1], u1 - u0
+    projected = w_hr.shape[0] > 0
+    # The state columns this thread owns: its units' without a projection, all P with one.
+    s0, s1 = (0, dh.shape[1]) if projected else (u0, u1)
+    d_own = np.empty((sizes[0], 4 * n), dh.dtype)        # da, own units: sent back
+    dm = np.empty((sizes[0] if projected else 0, H), dh.dtype)
     for t in range(T - 1, -1, -1):
-        if t < T - 1:
-            _collect(dh, partials, (t + 1) % 2, u0, u1)
-        c_prev = c0 if t == 0 else c[t - 1]
-        for b in range(B):
-            ai, af, ag, ao = _own(gates[t, b], H, u0, u1, 4)
-            ei, ef, eg, eo = _packed(d_own[b], n, 4)
-            ct, cp, dhb, dcb = c[t, b, u0:u1], c_prev[b, u0:u1], dh[b, u0:u1], dc[b, u0:u1]
-            if dy.shape[0]:
-                dhb += dy[t, b, u0:u1]
+        r0, rows = starts[t], sizes[t]
+        sent_back = sizes[t + 1] if t + 1 < T else 0
+        _dh_of_step(dh, partials, (t + 1) % 2, sent_back, dy[r0:r0 + rows], s0, s1)
+        if projected:
+            dh_rows[r0:r0 + rows] = dh[:rows]
+            np.dot(dh[:rows], w_hr, dm[:rows])
+        d_cell = dm if projected else dh               # dL/dm_t
+        c_prev = _previous(c0, c, starts, t, rows)
+        for b in range(rows):
+            buf_i, buf_f, buf_g, buf_o = _own(gates[r0 + b], H, u0, u1, 4)
+            d_i, d_f, d_g, d_o = _packed(d_own[b], n, 4)
+            ct, cp = c[r0 + b, u0:u1], c_prev[b, u0:u1]
+            dmb, dcb = d_cell[b, u0:u1], dc[b, u0:u1]
             for j in range(n):
-                i, f, g, o = ai[j], af[j], ag[j], ao[j]
-                tc = tanh(ct[j])
-                dct = dcb[j] + dhb[j] * o * (one - tc * tc)
-                ai[j] = ei[j] = dct * g * i * (one - i)
-                af[j] = ef[j] = dct * cp[j] * f * (one - f)
-                ag[j] = eg[j] = dct * i * (one - g * g)
-                ao[j] = eo[j] = dhb[j] * tc * o * (one - o)
-                dcb[j] = dct * f
-                dhb[j] = 0
-        np.dot(d_own, w_own, partials[k, t % 2])
+                da_i, da_f, da_g, da_o, dcb[j] = lstm_cell_grad(
+                    dmb[j], dcb[j], buf_i[j], buf_f[j], buf_g[j], buf_o[j], ct[j], cp[j])
+                buf_i[j] = d_i[j] = da_i
+                buf_f[j] = d_f[j] = da_f
+                buf_g[j] = d_g[j] = da_g
+                buf_o[j] = d_o[j] = da_o
+        np.dot(d_own[:rows], w_own, partials[k, t % 2, :rows])
         if not _barrier(sync, team, T - t):
             return
-    _collect(dh, partials, 0, u0, u1)
+    _dh_of_step(dh, partials, 0, sizes[0], dy[:0], s0, s1)
 
 
 # -- GRU ---------------------------------------------------------------------------------------
 
 
 @njit(**_JIT)
-def gru_forward(gates, w_own, b_hh, h0, hn, y, pre, u0, u1, sync, team):
-    """gates (T, B, 3H): x W_ih^T + b_ih in, the activated r, z, n out (own units).
+def gru_forward(starts, sizes, gates, w_own, b_hh, h0, hn, y, u0, u1, sync, team):
+    """gates (N, 3H): x W_ih^T + b_ih in, the activated r, z, n out (own units).
 
-    b_hh (3H,); h0 (B, H); fills hn and y (T, B, H) for the own units; pre (B, 3n) is scratch.
+    b_hh (3H,); h0 (B, H); fills hn and y (N, H) for the own units.
     """
-    T, B, G = gates.shape
-    H, n = G // 3, u1 - u0
-    br, bz, bn, _ = _own(b_hh, H, u0, u1, 3)
-    for t in range(T):
-        h_prev = h0 if t == 0 else y[t - 1]
-        np.dot(h_prev, w_own.T, pre)
-        for b in range(B):
-            ar, az, an, _ = _own(gates[t, b], H, u0, u1, 3)
-            pr, pz, pn, _ = _packed(pre[b], n, 3)
-            hp, hnt, ht = h_prev[b, u0:u1], hn[t, b, u0:u1], y[t, b, u0:u1]
+    H, n = y.shape[1], u1 - u0
+    rec = np.empty((sizes[0], 3 * n), y.dtype)
+    b_r, b_z, b_n, _ = _own(b_hh, H, u0, u1, 3)
+    for t in range(sizes.size):
+        r0, rows = starts[t], sizes[t]
+        h_prev = _previous(h0, y, starts, t, rows)
+        np.dot(h_prev, w_own.T, rec[:rows])
+        for b in range(rows):
+            buf_r, buf_z, buf_n, _ = _own(gates[r0 + b], H, u0, u1, 3)
+            rec_r, rec_z, rec_n, _ = _packed(rec[b], n, 3)
+            hp, hnt, ht = h_prev[b, u0:u1], hn[r0 + b, u0:u1], y[r0 + b, u0:u1]
             for j in range(n):
-                r = sigmoid(ar[j] + pr[j] + br[j])
-                z = sigmoid(az[j] + pz[j] + bz[j])
-                hn_j = pn[j] + bn[j]
-                nj = tanh(an[j] + r * hn_j)
-                ar[j], az[j], an[j] = r, z, nj
-                hnt[j] = hn_j
-                ht[j] = nj + z * (hp[j] - nj)
+                hnt[j] = rec_n[j] + b_n[j]
+                buf_r[j], buf_z[j], buf_n[j], ht[j] = gru_cell(
+                    buf_r[j] + rec_r[j] + b_r[j], buf_z[j] + rec_z[j] + b_z[j], buf_n[j],
+                    hnt[j], hp[j])
         if not _barrier(sync, team, t + 1):
             return
 
 
 @njit(**_JIT)
-def gru_inference(x, w_ih, b_ih, w_own, b_hh, h0, y, work, u0, u1, sync, team):
-    """Fills y (T, B, H) for the own units, storing no gates and no hn.
+def gru_inference(starts, sizes, x, w_ih, b_ih, w_own, b_hh, h0, y, block_steps,
+                  u0, u1, sync, team):
+    """Fills y (N, H) for the own units, storing no gates and no hn.
 
-    x (T*B, I); w_ih (3H, I); b_ih, b_hh (3H,); work ((1 + k) * B, 3n): scratch for one
-    step's recurrent product, then a block of k steps' input projection. The sums run in
-    `gru_forward`'s order, so both give the same y.
+    x (N, I); w_ih (3H, I); b_ih, b_hh (3H,). The input projection is made `block_steps`
+    steps at a time into a reused buffer. The sums run in `gru_forward`'s order, so both
+    give the same y.
     """
-    T, B, H = y.shape
-    n, k = u1 - u0, work.shape[0] // B - 1
-    pre, proj = work[:B], work[B:].reshape((3, k * B, n))
-    bxr, bxz, bxn, _ = _own(b_ih, H, u0, u1, 3)
-    br, bz, bn, _ = _own(b_hh, H, u0, u1, 3)
-    for t0 in range(0, T, k):
-        t1 = min(T, t0 + k)
-        _project_block(x, w_ih, H, u0, u1, t0, t1, B, proj)
+    H, n, B = y.shape[1], u1 - u0, sizes[0]
+    rec = np.empty((B, 3 * n), y.dtype)
+    proj = np.empty((3, block_steps * B, n), y.dtype)
+    bx_r, bx_z, bx_n, _ = _own(b_ih, H, u0, u1, 3)
+    b_r, b_z, b_n, _ = _own(b_hh, H, u0, u1, 3)
+    T = sizes.size
+    for t0 in range(0, T, block_steps):
+        t1 = min(T, t0 + block_steps)
+        block_rows = starts[t1 - 1] + sizes[t1 - 1] - starts[t0]
+        _project_block(x, w_ih, H, u0, u1, starts[t0], starts[t0] + block_rows, proj)
         for t in range(t0, t1):
-            h_prev = h0 if t == 0 else y[t - 1]
-            np.dot(h_prev, w_own.T, pre)
-            for b in range(B):
-                r = (t - t0) * B + b
-                xr, xz, xn = proj[0, r], proj[1, r], proj[2, r]
-                pr, pz, pn, _ = _packed(pre[b], n, 3)
-                hp, ht = h_prev[b, u0:u1], y[t, b, u0:u1]
+            r0, rows = starts[t], sizes[t]
+            h_prev = _previous(h0, y, starts, t, rows)
+            np.dot(h_prev, w_own.T, rec[:rows])
+            for b in range(rows):
+                p = r0 - starts[t0] + b
+                x_r, x_z, x_n = proj[0, p], proj[1, p], proj[2, p]
+                rec_r, rec_z, rec_n, _ = _packed(rec[b], n, 3)
+                hp, ht = h_prev[b, u0:u1], y[r0 + b, u0:u1]
                 for j in range(n):
-                    rj = sigmoid(xr[j] + bxr[j] + pr[j] + br[j])
-                    z = sigmoid(xz[j] + bxz[j] + pz[j] + bz[j])
-                    nj = tanh(xn[j] + bxn[j] + rj * (pn[j] + bn[j]))
-                    ht[j] = nj + z * (hp[j] - nj)
+                    _, _, _, ht[j] = gru_cell(
+                        x_r[j] + bx_r[j] + rec_r[j] + b_r[j], x_z[j] + bx_z[j] + rec_z[j] + b_z[j],
+                        x_n[j] + bx_n[j], rec_n[j] + b_n[j], hp[j])
             if not _barrier(sync, team, t + 1):
                 return
 
 
 @njit(**_JIT)
-def gru_backward(gates, hn, y, h0, w_own, dy, dh, d_own, u0, u1, sync, team, k, partials):
+def gru_backward(starts, sizes, gates, hn, y, h0, w_own, dy, dh, u0, u1, sync, team, k,
+                 partials):
     """gates: the activated r, z, n in, dX out; hn in, the n block of dH out (own units).
 
-    dy (T, B, H) or (0, B, H); dh (B, H): the gradient wrt h_T in, wrt h0 out (own units);
-    d_own (B, 3n) is scratch.
+    dy (N, H) or (0, H); dh (B, H): the gradient wrt h_n in, wrt h0 out (own units). The
+    direct part of dh_{t-1}, dh z, travels in this thread's partial, with dH W_hh.
     """
-    T, B, G = gates.shape
-    H, n = G // 3, u1 - u0
-    one = gates.dtype.type(1)
+    T, H, n = sizes.size, y.shape[1], u1 - u0
+    d_own = np.empty((sizes[0], 3 * n), dh.dtype)        # dH, own units: sent back
+    dh_direct = np.empty((sizes[0], n), dh.dtype)
     for t in range(T - 1, -1, -1):
-        if t < T - 1:
-            _collect(dh, partials, (t + 1) % 2, u0, u1)
-        h_prev = h0 if t == 0 else y[t - 1]
-        for b in range(B):
-            ar, az, an, _ = _own(gates[t, b], H, u0, u1, 3)
-            er, ez, en, _ = _packed(d_own[b], n, 3)
-            hnt, hp, dhb = hn[t, b, u0:u1], h_prev[b, u0:u1], dh[b, u0:u1]
-            if dy.shape[0]:
-                dhb += dy[t, b, u0:u1]
+        r0, rows = starts[t], sizes[t]
+        sent_back = sizes[t + 1] if t + 1 < T else 0
+        _dh_of_step(dh, partials, (t + 1) % 2, sent_back, dy[r0:r0 + rows], u0, u1)
+        h_prev = _previous(h0, y, starts, t, rows)
+        for b in range(rows):
+            buf_r, buf_z, buf_n, _ = _own(gates[r0 + b], H, u0, u1, 3)
+            d_r, d_z, d_hn, _ = _packed(d_own[b], n, 3)
+            buf_hn, hp, dhb = hn[r0 + b, u0:u1], h_prev[b, u0:u1], dh[b, u0:u1]
+            direct = dh_direct[b]
             for j in range(n):
-                r, z, nj = ar[j], az[j], an[j]
-                da_n = dhb[j] * (one - z) * (one - nj * nj)
-                da_z = dhb[j] * (hp[j] - nj) * z * (one - z)
-                da_r = da_n * hnt[j] * r * (one - r)
-                ar[j] = er[j] = da_r
-                az[j] = ez[j] = da_z
-                an[j] = da_n
-                hnt[j] = en[j] = da_n * r
-                dhb[j] = dhb[j] * z     # the direct path; the partials are added to it
-        np.dot(d_own, w_own, partials[k, t % 2])
+                da_r, da_z, buf_n[j], dhn, direct[j] = gru_cell_grad(
+                    dhb[j], buf_r[j], buf_z[j], buf_n[j], buf_hn[j], hp[j])
+                buf_r[j] = d_r[j] = da_r
+                buf_z[j] = d_z[j] = da_z
+                buf_hn[j] = d_hn[j] = dhn
+        sent = partials[k, t % 2, :rows]
+        np.dot(d_own[:rows], w_own, sent)
+        for b in range(rows):
+            sent[b, u0:u1] += dh_direct[b]
         if not _barrier(sync, team, T - t):
             return
-    _collect(dh, partials, 0, u0, u1)
+    _dh_of_step(dh, partials, 0, sizes[0], dy[:0], u0, u1)
 
 
 # -- simple RNN --------------------------------------------------------------------------------
 
 
 @njit(**_JIT)
-def rnn_forward(y, w_own, h0, relu, pre, u0, u1, sync, team):
-    """y (T, B, H): x W_ih^T + b_ih + b_hh in, h_t = act(...) out (tanh, or relu if `relu`).
+def rnn_forward(starts, sizes, y, w_own, h0, is_relu, u0, u1, sync, team):
+    """y (N, H): x W_ih^T + b_ih + b_hh in, h_t = tanh(a), or relu(a) if `is_relu`, out.
 
-    Own units only; pre (B, n) is scratch.
+    Own units only.
     """
-    T, B, H = y.shape
-    zero = y.dtype.type(0)
-    for t in range(T):
-        h_prev = h0 if t == 0 else y[t - 1]
-        np.dot(h_prev, w_own.T, pre)
-        for b in range(B):
-            a, p = y[t, b, u0:u1], pre[b]
-            if relu:
-                for j in range(u1 - u0):
-                    s = a[j] + p[j]
-                    a[j] = zero if s < zero else s
+    n = u1 - u0
+    rec = np.empty((sizes[0], n), y.dtype)
+    for t in range(sizes.size):
+        r0, rows = starts[t], sizes[t]
+        np.dot(_previous(h0, y, starts, t, rows), w_own.T, rec[:rows])
+        for b in range(rows):
+            buf, rec_b = y[r0 + b, u0:u1], rec[b]
+            if is_relu:
+                for j in range(n):
+                    buf[j] = relu(buf[j] + rec_b[j])
             else:
-                for j in range(u1 - u0):
-                    a[j] = tanh(a[j] + p[j])
+                for j in range(n):
+                    buf[j] = tanh(buf[j] + rec_b[j])
         if not _barrier(sync, team, t + 1):
             return
 
 
 @njit(**_JIT)
-def rnn_backward(y, w_own, dy, dh, relu, da, d_own, u0, u1, sync, team, k, partials):
-    """Fills da (T, B, H) with d(pre-activation); dh (B, H): wrt h_T in, wrt h0 out.
+def rnn_backward(starts, sizes, y, w_own, dy, dh, is_relu, da, u0, u1, sync, team, k,
+                 partials):
+    """Fills da (N, H) with d(pre-activation); dh (B, H): wrt h_n in, wrt h0 out.
 
-    Own units only; d_own (B, n) is scratch.
+    Own units only.
     """
-    T, B, H = y.shape
-    one = y.dtype.type(1)
-    zero = y.dtype.type(0)
+    T, n = sizes.size, u1 - u0
+    d_own = np.empty((sizes[0], n), dh.dtype)
     for t in range(T - 1, -1, -1):
-        if t < T - 1:
-            _collect(dh, partials, (t + 1) % 2, u0, u1)
-        for b in range(B):
-            ht, dhb, dab, e = y[t, b, u0:u1], dh[b, u0:u1], da[t, b, u0:u1], d_own[b]
-            if dy.shape[0]:
-                dhb += dy[t, b, u0:u1]
-            if relu:
-                for j in range(u1 - u0):
-                    dab[j] = e[j] = dhb[j] if ht[j] > zero else zero
-                    dhb[j] = 0
+        r0, rows = starts[t], sizes[t]
+        sent_back = sizes[t + 1] if t + 1 < T else 0
+        _dh_of_step(dh, partials, (t + 1) % 2, sent_back, dy[r0:r0 + rows], u0, u1)
+        for b in range(rows):
+            h, dhb, dab, d_b = y[r0 + b, u0:u1], dh[b, u0:u1], da[r0 + b, u0:u1], d_own[b]
+            if is_relu:
+                for j in range(n):
+                    dab[j] = d_b[j] = relu_grad(dhb[j], h[j])
             else:
-                for j in range(u1 - u0):
-                    dab[j] = e[j] = dhb[j] * (one - ht[j] * ht[j])
-                    dhb[j] = 0
-        np.dot(d_own, w_own, partials[k, t % 2])
+                for j in range(n):
+                    dab[j] = d_b[j] = dhb[j] * dtanh(h[j])
+        np.dot(d_own[:rows], w_own, partials[k, t % 2, :rows])
         if not _barrier(sync, team, T - t):
             return
-    _collect(dh, partials, 0, u0, u1)
+    _dh_of_step(dh, partials, 0, sizes[0], dy[:0], u0, u1)

@@ -1,13 +1,23 @@
 """The `numba` layer: hand-written forward and BPTT kernels behind a `torch.autograd.Function`.
 
-A call that autograd records: the input projection for all T steps is one GEMM (before the
-kernel), the kernel runs the time loop (`impls.numba_kernels`), and in the backward the weight
-and input gradients are three GEMMs over all steps (torch, after the kernel). Tensors reach
-the kernels as `.numpy()` views, copied only when not contiguous.
+`NumbaLayer.run_direction` is one direction of one layer on PackedSequence's rows; the layers,
+directions, dropout and layouts are `impls.layer`'s. A call that autograd records: the input
+projection for all rows is one GEMM (before the kernel), the kernel runs the time loop over
+the packed steps, each step on the rows of the sequences still running
+(`impls.numba_kernels`), and in the backward the weight and input gradients are GEMMs over
+all rows (torch, after the kernel). dW_hh = sum_t dH_t^T h_{t-1} pairs step t's rows with
+the first of step t-1's: one GEMM per run of steps where both are contiguous, which for
+equal lengths is two (step 0 with h0, the rest with y one step behind). Tensors reach the
+kernels as `.numpy()` views, copied only when not contiguous.
 
 Inference (grad mode off, or nothing requiring grad) skips autograd: an LSTM or GRU call runs
 a kernel that projects the input a block of steps at a time and stores no gates, so it needs y
 and a small block buffer, not the 5-6x y that training keeps for BPTT.
+
+Projection (an LSTM with proj_size P): each step computes m_t = o tanh(c_t) (H) and the
+state passed on, h_t = m_t W_hr^T (P); the forward keeps m for dW_hr = sum_t dh_t^T m_t, and
+the backward feeds the cell dm = dh W_hr. Such a layer runs on a team of one thread: every
+step's projection needs all units' m_t before the next step can start.
 
 Threads: a large enough problem runs on a team of threads, as many as numba's thread count
 for the calling thread (`numba.get_num_threads()`, which `numba.set_num_threads` lowers at
@@ -28,6 +38,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import functools
 import os
 import threading
 
@@ -46,40 +57,78 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-def _first_state(h: torch.Tensor) -> torch.Tensor:
-    """(1, B, H) -> a contiguous (B, H) view, or copy, without autograd history."""
-    return h[0].detach().contiguous()
-
-
 def _state_grad(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    """A private (B, H) copy of the gradient wrt a final state (zeros when it got none)."""
+    """A private (B, .) copy of the gradient wrt a final state (zeros when it got none)."""
     if grad is None:
-        return torch.zeros_like(like)
-    return grad[0].clone(memory_format=torch.contiguous_format)
+        return torch.zeros_like(like, memory_format=torch.contiguous_format)
+    return grad.clone(memory_format=torch.contiguous_format)
 
 
 def _output_grad(dy: torch.Tensor | None, y: torch.Tensor) -> np.ndarray:
-    """dL/dy for the kernel; an empty (0, B, H) array tells it y received no gradient."""
-    return _np(y.new_empty((0,) + y.shape[1:]) if dy is None else dy)
+    """dL/dy for the kernel; an empty (0, H_out) array tells it y received no gradient."""
+    return _np(y.new_empty((0, y.shape[1])) if dy is None else dy)
 
 
-def _recurrent_weight_grad(d_rec: torch.Tensor, y: torch.Tensor, h0: torch.Tensor,
-                           out: torch.Tensor) -> None:
-    """out = sum_t d_rec[t]^T h_{t-1}, with h_{-1} = h0: one GEMM over steps 1..T-1."""
-    T, B, G = d_rec.shape
-    torch.mm(d_rec[0].t(), h0, out=out)
-    if T > 1:
-        out.addmm_(d_rec[1:].reshape((T - 1) * B, G).t(), y[:-1].reshape((T - 1) * B, -1))
+def _projection(w_hr: torch.Tensor | None, c0: torch.Tensor) -> np.ndarray:
+    """W_hr (P, H) for the kernels, or a (0, H) array: no projection."""
+    return _np(w_hr) if w_hr is not None else c0.new_empty(0, c0.shape[1]).numpy()
+
+
+def _bias(*biases: torch.Tensor | None, size: int, like: torch.Tensor) -> torch.Tensor:
+    """The sum of the biases, or zeros without bias (bias=False)."""
+    if biases[0] is None:
+        return like.new_zeros(size)
+    return sum(b.detach() for b in biases)
+
+
+class Steps:
+    """The packed layout's steps: sizes[t] rows from starts[t], as the kernels take them."""
+
+    def __init__(self, batch_sizes: torch.Tensor):
+        self.sizes = np.ascontiguousarray(batch_sizes.numpy(), dtype=np.int64)
+        self.starts = np.cumsum(self.sizes) - self.sizes
+        self.batch, self.rows = int(self.sizes[0]), int(self.sizes.sum())
+        # A sequence's length: the steps whose size exceeds its index (sizes never grow).
+        lengths = np.searchsorted(-self.sizes, -np.arange(self.batch), side="left")
+        self.last_rows = torch.from_numpy(self.starts[lengths - 1] + np.arange(self.batch))
+
+    @property
+    def count(self) -> int:
+        return self.sizes.size
+
+    def last(self, rows: torch.Tensor) -> torch.Tensor:
+        """Each sequence's row at its own last step: the final state, (B, .)."""
+        return rows.index_select(0, self.last_rows)
+
+    @functools.cached_property
+    def previous_runs(self) -> list[tuple[int, int, int]]:
+        """(first row, end row, first previous row): runs of steps t >= 1 whose rows are
+        contiguous and so are their previous rows, the first sizes[t] of step t-1."""
+        runs = []
+        for t in range(1, self.count):
+            r0, r1, p0 = int(self.starts[t]), int(self.starts[t] + self.sizes[t]), int(
+                self.starts[t - 1])
+            if runs and runs[-1][1] == r0 and runs[-1][2] + (r0 - runs[-1][0]) == p0:
+                runs[-1] = (runs[-1][0], r1, runs[-1][2])
+            else:
+                runs.append((r0, r1, p0))
+        return runs
+
+
+def _recurrent_weight_grad(steps: Steps, d_rec: torch.Tensor, y: torch.Tensor,
+                           h0: torch.Tensor, out: torch.Tensor) -> None:
+    """out = sum_t d_rec_t^T h_{t-1}: step 0 with h0, then a GEMM per run of `previous_runs`."""
+    torch.mm(d_rec[:steps.batch].t(), h0, out=out)
+    for r0, r1, p0 in steps.previous_runs:
+        out.addmm_(d_rec[r0:r1].t(), y[p0:p0 + r1 - r0])
 
 
 def _input_grads(d_in: torch.Tensor, x: torch.Tensor, w_ih: torch.Tensor, need_x: bool,
                  need_w: bool, need_b: bool):
-    """(dx, dW_ih, db_ih) from the gate gradients seen by the input projection."""
-    T, B, G = d_in.shape
-    flat = d_in.view(T * B, G)
-    dx = (flat @ w_ih).view(x.shape) if need_x else None
-    dw_ih = flat.t() @ x.reshape(T * B, -1) if need_w else None
-    db_ih = flat.sum(0) if need_b else None
+    """(dx, dW_ih, db_ih) from the gate gradients seen by the input projection, (N, G)."""
+    dx = d_in @ w_ih if need_x else None
+    dw_ih = d_in.t() @ x if need_w else None
+    db_ih = d_in.sum(0) if need_b else None
     return dx, dw_ih, db_ih
 
 
@@ -172,8 +221,10 @@ def _team_size(step_macs: int, hidden_size: int) -> int:
     return _threads(hidden_size // _MIN_UNITS_PER_THREAD)
 
 
-def team_size(cell: str, batch: int, hidden_size: int) -> int:
+def team_size(cell: str, batch: int, hidden_size: int, proj_size: int = 0) -> int:
     """Threads that run the time loop of a `cell` call with this batch and hidden size, now."""
+    if proj_size:
+        return 1
     return _team_size(batch * GATES[cell] * hidden_size * hidden_size, hidden_size)
 
 
@@ -229,19 +280,17 @@ def run_members(members, sync: np.ndarray) -> None:
 
 
 def _project(x: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """x W_ih^T + bias for all steps at once: (T, B, G), a new contiguous buffer.
+    """x W_ih^T + bias for all rows at once: (N, G), a new contiguous buffer.
 
     In numba's BLAS, not torch's: a torch GEMM leaves its OpenMP threads spinning for
     milliseconds, against the team that runs right after it (measured 4x slower at B=1 on
     this 2-core machine).
     """
-    T, B, I = x.shape
-    G = w_ih.shape[0]
-    rows = T * B
-    x2d, w_t, b = _np(x.reshape(rows, I)), _np(w_ih).T, _np(bias)
-    out = torch.empty(T, B, G, dtype=x.dtype)
-    out2d = out.numpy().reshape(rows, G)
-    n = _threads(rows) if rows * G * I >= _MIN_PARALLEL_MACS else 1
+    rows, G = x.shape[0], w_ih.shape[0]
+    x2d, w_t, b = _np(x), _np(w_ih).T, _np(bias)
+    out = x.new_empty(rows, G)
+    out2d = out.numpy()
+    n = _threads(rows) if rows * G * x.shape[1] >= _MIN_PARALLEL_MACS else 1
     edges = [rows * k // n for k in range(n + 1)]
     run_members([lambda r0=r0, r1=r1: kernels.project(x2d, w_t, b, out2d, r0, r1)
                  for r0, r1 in zip(edges[:-1], edges[1:])], np.zeros(2, dtype=np.int64))
@@ -249,11 +298,16 @@ def _project(x: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor) -> torch.T
 
 
 class Team:
-    """How a layer call splits its hidden units, and W_hh's rows packed per member."""
+    """How a call splits its hidden units, and W_hh's rows packed per member.
 
-    def __init__(self, w_hh: torch.Tensor, batch: int):
-        G, H = w_hh.shape
-        size = _team_size(batch * G * H, H)
+    `alone`: one thread whatever the size (a projected LSTM, see the module docstring).
+    """
+
+    def __init__(self, w_hh: torch.Tensor, hidden_size: int, batch: int, *,
+                 alone: bool = False):
+        G, H_out = w_hh.shape
+        H = hidden_size
+        size = 1 if alone else _team_size(batch * G * H_out, H)
         # Block edges on multiples of 8 units, so that the vector loops start aligned.
         edges = [min(H, round(H * k / size / 8) * 8) for k in range(size)] + [H]
         self.bounds = list(zip(edges[:-1], edges[1:]))
@@ -261,31 +315,28 @@ class Team:
         if size == 1:
             self.w_own = [w]
         else:
-            blocks = w.reshape(G // H, H, H)
-            self.w_own = [np.ascontiguousarray(blocks[:, u0:u1].reshape(-1, H))
+            blocks = w.reshape(G // H, H, H_out)
+            self.w_own = [np.ascontiguousarray(blocks[:, u0:u1].reshape(-1, H_out))
                           for u0, u1 in self.bounds]
+        self._partials_shape = (size, 2, batch, H_out)
+        self._dtype = w.dtype
 
     @property
     def size(self) -> int:
         return len(self.bounds)
 
-    def run(self, call, batch: int, dtype, work_per_unit: int, backward: bool = False,
-            block_steps: int = 0):
-        """``call(w_own, work, u0, u1, sync, size[, k, partials])`` once per member, at once.
+    def run(self, call, backward: bool = False):
+        """``call(w_own, u0, u1, sync, size[, k, partials])`` once per member, all at once.
 
-        work is the member's scratch: (1 + block_steps) * batch rows of work_per_unit * n
-        (n: its units), room for one step's recurrent product and, for inference, a block of
-        steps' input projection.
+        A backward member also gets its index k and the shared partials (size, 2, B, H_out),
+        where it leaves its share of dh_{t-1}.
         """
         sync = np.zeros(2, dtype=np.int64)
-        H = self.bounds[-1][1]
-        partials = np.empty((self.size, 2, batch, H), dtype) if backward else None
+        partials = np.empty(self._partials_shape, self._dtype) if backward else None
 
         def member(k):
             u0, u1 = self.bounds[k]
-            work = np.empty(((1 + block_steps) * batch, work_per_unit * (u1 - u0)), dtype)
-            extra = (k, partials) if backward else ()
-            call(self.w_own[k], work, u0, u1, sync, self.size, *extra)
+            call(self.w_own[k], u0, u1, sync, self.size, *((k, partials) if backward else ()))
 
         run_members([lambda k=k: member(k) for k in range(self.size)], sync)
 
@@ -293,154 +344,165 @@ class Team:
 # -- the autograd functions ----------------------------------------------------------------------
 
 
-def _lstm(x, h0_, c0_, w_ih, w_hh, b_ih, b_hh, team):
-    """The forward: y, and for the backward the activated gates and c (each (T, B, .))."""
-    T, B, _ = x.shape
-    gates = _project(x, w_ih, b_ih.detach() + b_hh.detach())
-    y = gates.new_empty(T, B, h0_.shape[1])
-    c = torch.empty_like(y)
-    g, h0n, c0n, yn, cn = gates.numpy(), h0_.numpy(), c0_.numpy(), y.numpy(), c.numpy()
-    team.run(lambda w, pre, *t: kernels.lstm_forward(g, w, h0n, c0n, yn, cn, pre, *t),
-             B, g.dtype, 4)
-    return y, gates, c
+def _lstm(steps, team, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+    """The forward: y, and for the backward the activated gates, c and (projected) m."""
+    gates = _project(x, w_ih, _bias(b_ih, b_hh, size=w_ih.shape[0], like=x))
+    y = x.new_empty(steps.rows, h0.shape[1])
+    c = x.new_empty(steps.rows, c0.shape[1])
+    m = None if w_hr is None else torch.empty_like(c)
+    g, h0n, c0n, yn, cn = gates.numpy(), _np(h0), _np(c0), y.numpy(), c.numpy()
+    mn, w_hrn = yn if m is None else m.numpy(), _projection(w_hr, c0)
+    team.run(lambda w, *t: kernels.lstm_forward(steps.starts, steps.sizes, g, w, w_hrn, h0n,
+                                                c0n, yn, cn, mn, *t))
+    return y, gates, c, m
 
 
-def _gru(x, h0_, w_ih, w_hh, b_ih, b_hh, team):
-    """The forward: y, and for the backward the activated gates and hn (each (T, B, .))."""
-    T, B, _ = x.shape
-    gates = _project(x, w_ih, b_ih.detach())
-    y = gates.new_empty(T, B, h0_.shape[1])
+def _gru(steps, team, x, h0, w_ih, w_hh, b_ih, b_hh):
+    """The forward: y, and for the backward the activated gates and hn (each (N, .))."""
+    G = w_ih.shape[0]
+    gates = _project(x, w_ih, _bias(b_ih, size=G, like=x))
+    y = x.new_empty(steps.rows, h0.shape[1])
     hn = torch.empty_like(y)
-    g, bn, h0n, hnn, yn = gates.numpy(), _np(b_hh), h0_.numpy(), hn.numpy(), y.numpy()
-    team.run(lambda w, pre, *t: kernels.gru_forward(g, w, bn, h0n, hnn, yn, pre, *t),
-             B, g.dtype, 3)
+    g, h0n, hnn, yn = gates.numpy(), _np(h0), hn.numpy(), y.numpy()
+    b_hhn = _np(_bias(b_hh, size=G, like=x))
+    team.run(lambda w, *t: kernels.gru_forward(steps.starts, steps.sizes, g, w, b_hhn, h0n,
+                                               hnn, yn, *t))
     return y, gates, hn
 
 
-def _lstm_bptt(team, gates, c, c0_, dy, dh, dc):
-    """The backward loop: gates becomes dX; dh, dc become the gradients wrt h0, c0."""
-    g, cn, c0n, dhn, dcn = gates.numpy(), c.numpy(), c0_.numpy(), dh.numpy(), dc.numpy()
-    team.run(lambda w, d, *t: kernels.lstm_backward(g, cn, c0n, w, dy, dhn, dcn, d, *t),
-             dh.shape[0], g.dtype, 4, backward=True)
+def _lstm_bptt(steps, team, gates, c, c0, w_hr, dy, dh, dc, dh_rows):
+    """The backward loop: gates becomes dX; dh, dc become the gradients wrt h0, c0; dh_rows
+    (projected) receives each step's dh."""
+    g, cn, c0n, dhn, dcn = gates.numpy(), c.numpy(), _np(c0), dh.numpy(), dc.numpy()
+    w_hrn, dh_rowsn = _projection(w_hr, c0), dh_rows.numpy()
+    team.run(lambda w, *t: kernels.lstm_backward(steps.starts, steps.sizes, g, cn, c0n, w,
+                                                 w_hrn, dy, dhn, dcn, dh_rowsn, *t),
+             backward=True)
 
 
-def _gru_bptt(team, gates, hn, y, h0_, dy, dh):
+def _gru_bptt(steps, team, gates, hn, y, h0, dy, dh):
     """The backward loop: gates becomes dX, hn dH's n block; dh the gradient wrt h0."""
-    g, hnn, yn, h0n, dhn = gates.numpy(), hn.numpy(), y.numpy(), h0_.numpy(), dh.numpy()
-    team.run(lambda w, d, *t: kernels.gru_backward(g, hnn, yn, h0n, w, dy, dhn, d, *t),
-             dh.shape[0], g.dtype, 3, backward=True)
+    g, hnn, yn, h0n, dhn = gates.numpy(), hn.numpy(), y.numpy(), _np(h0), dh.numpy()
+    team.run(lambda w, *t: kernels.gru_backward(steps.starts, steps.sizes, g, hnn, yn, h0n, w,
+                                                dy, dhn, *t), backward=True)
 
 
 class _LSTMFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
-        team = Team(w_hh, x.shape[1])
-        y, gates, c = _lstm(x, _first_state(h0), _first_state(c0), w_ih, w_hh, b_ih, b_hh, team)
+    def forward(ctx, steps, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+        team = Team(w_hh, c0.shape[1], steps.batch, alone=w_hr is not None)
+        y, gates, c, m = _lstm(steps, team, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, y)
-        ctx.team, ctx.buffers = team, (gates, c)
-        return y, y[-1:].clone(), c[-1:].clone()
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y)
+        ctx.steps, ctx.team, ctx.buffers = steps, team, (gates, c, m)
+        return y, steps.last(y), steps.last(c)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh_n, dc_n):
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, y = ctx.saved_tensors
-        h0_, c0_, team = _first_state(h0), _first_state(c0), ctx.team
-        gates, c = ctx.buffers or _lstm(x, h0_, c0_, w_ih, w_hh, b_ih, b_hh, team)[1:]
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y = ctx.saved_tensors
+        steps, team = ctx.steps, ctx.team
+        gates, c, m = ctx.buffers or _lstm(steps, team, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                           w_hr)[1:]
         ctx.buffers = None
-        dh, dc = _state_grad(dh_n, h0_), _state_grad(dc_n, c0_)
-        _lstm_bptt(team, gates, c, c0_, _output_grad(dy, y), dh, dc)
+        dh, dc = _state_grad(dh_n, h0), _state_grad(dc_n, c0)
+        dh_rows = y.new_empty(0 if w_hr is None else steps.rows, y.shape[1])
+        _lstm_bptt(steps, team, gates, c, c0, w_hr, _output_grad(dy, y), dh, dc, dh_rows)
         del c  # no longer needed: free it before the GEMMs allocate
-        need_x, _, _, need_w_ih, need_w_hh, need_b_ih, need_b_hh = ctx.needs_input_grad
+        _, need_x, _, _, need_w_ih, need_w_hh, need_b_ih, need_b_hh, need_w_hr = \
+            ctx.needs_input_grad
         dx, dw_ih, db = _input_grads(gates, x, w_ih, need_x, need_w_ih, need_b_ih or need_b_hh)
-        dw_hh = None
+        dw_hh = dw_hr = None
         if need_w_hh:
             dw_hh = torch.empty_like(w_hh)
-            _recurrent_weight_grad(gates, y, h0_, dw_hh)
+            _recurrent_weight_grad(steps, gates, y, h0, dw_hh)
+        if need_w_hr:
+            dw_hr = dh_rows.t() @ m
         # b_ih and b_hh enter the same sum: equal gradients, in separate tensors.
         db_ih = db if need_b_ih else None
         db_hh = db.clone() if need_b_hh else None
-        return dx, dh.unsqueeze(0), dc.unsqueeze(0), dw_ih, dw_hh, db_ih, db_hh
+        return None, dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, dw_hr
 
 
 class _GRUFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
-        team = Team(w_hh, x.shape[1])
-        y, gates, hn = _gru(x, _first_state(h0), w_ih, w_hh, b_ih, b_hh, team)
+    def forward(ctx, steps, x, h0, w_ih, w_hh, b_ih, b_hh):
+        team = Team(w_hh, h0.shape[1], steps.batch)
+        y, gates, hn = _gru(steps, team, x, h0, w_ih, w_hh, b_ih, b_hh)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, y)
-        ctx.team, ctx.buffers = team, (gates, hn)
-        return y, y[-1:].clone()
+        ctx.steps, ctx.team, ctx.buffers = steps, team, (gates, hn)
+        return y, steps.last(y)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh_n):
         x, h0, w_ih, w_hh, b_ih, b_hh, y = ctx.saved_tensors
-        h0_, team = _first_state(h0), ctx.team
-        gates, hn = ctx.buffers or _gru(x, h0_, w_ih, w_hh, b_ih, b_hh, team)[1:]
+        steps, team = ctx.steps, ctx.team
+        gates, hn = ctx.buffers or _gru(steps, team, x, h0, w_ih, w_hh, b_ih, b_hh)[1:]
         ctx.buffers = None
-        dh = _state_grad(dh_n, h0_)
-        _gru_bptt(team, gates, hn, y, h0_, _output_grad(dy, y), dh)
-        need_x, _, need_w_ih, need_w_hh, need_b_ih, need_b_hh = ctx.needs_input_grad
+        dh = _state_grad(dh_n, h0)
+        _gru_bptt(steps, team, gates, hn, y, h0, _output_grad(dy, y), dh)
+        _, need_x, _, need_w_ih, need_w_hh, need_b_ih, need_b_hh = ctx.needs_input_grad
         dx, dw_ih, db_ih = _input_grads(gates, x, w_ih, need_x, need_w_ih, need_b_ih)
-        H = hn.shape[2]
+        H = hn.shape[1]
         dw_hh = db_hh = None
         # dH = (dX's r and z blocks, hn's buffer now holding the n block).
         if need_w_hh:
             dw_hh = torch.empty_like(w_hh)
-            _recurrent_weight_grad(gates[:, :, :2 * H], y, h0_, dw_hh[:2 * H])
-            _recurrent_weight_grad(hn, y, h0_, dw_hh[2 * H:])
+            _recurrent_weight_grad(steps, gates[:, :2 * H], y, h0, dw_hh[:2 * H])
+            _recurrent_weight_grad(steps, hn, y, h0, dw_hh[2 * H:])
         if need_b_hh:
-            db_hh = torch.cat([gates[:, :, :2 * H].sum((0, 1)), hn.sum((0, 1))])
-        return dx, dh.unsqueeze(0), dw_ih, dw_hh, db_ih, db_hh
+            db_hh = torch.cat([gates[:, :2 * H].sum(0), hn.sum(0)])
+        return None, dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
 class _RNNFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, relu):
-        team = Team(w_hh, x.shape[1])
-        y = _project(x, w_ih, b_ih.detach() + b_hh.detach())
-        yn, h0n = y.numpy(), _first_state(h0).numpy()
-        team.run(lambda w, pre, *t: kernels.rnn_forward(yn, w, h0n, relu, pre, *t),
-                 x.shape[1], yn.dtype, 1)
+    def forward(ctx, steps, x, h0, w_ih, w_hh, b_ih, b_hh, is_relu):
+        team = Team(w_hh, h0.shape[1], steps.batch)
+        y = _project(x, w_ih, _bias(b_ih, b_hh, size=w_ih.shape[0], like=x))
+        yn, h0n = y.numpy(), _np(h0)
+        team.run(lambda w, *t: kernels.rnn_forward(steps.starts, steps.sizes, yn, w, h0n,
+                                                   is_relu, *t))
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, h0, w_ih, w_hh, y)
-        ctx.team, ctx.relu = team, relu
-        return y, y[-1:].clone()
+        ctx.steps, ctx.team, ctx.is_relu = steps, team, is_relu
+        return y, steps.last(y)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh_n):
         x, h0, w_ih, w_hh, y = ctx.saved_tensors
-        h0_, relu = _first_state(h0), ctx.relu
-        dh = _state_grad(dh_n, h0_)
+        steps, is_relu = ctx.steps, ctx.is_relu
+        dh = _state_grad(dh_n, h0)
         da = torch.empty_like(y)
         yn, dyn, dhn, dan = y.numpy(), _output_grad(dy, y), dh.numpy(), da.numpy()
-        ctx.team.run(lambda w, d, *t: kernels.rnn_backward(yn, w, dyn, dhn, relu, dan, d, *t),
-                     y.shape[1], yn.dtype, 1, backward=True)
-        need_x, _, need_w_ih, need_w_hh, need_b_ih, need_b_hh, _ = ctx.needs_input_grad
+        ctx.team.run(lambda w, *t: kernels.rnn_backward(steps.starts, steps.sizes, yn, w, dyn,
+                                                        dhn, is_relu, dan, *t), backward=True)
+        _, need_x, _, need_w_ih, need_w_hh, need_b_ih, need_b_hh, _ = ctx.needs_input_grad
         dx, dw_ih, db = _input_grads(da, x, w_ih, need_x, need_w_ih, need_b_ih or need_b_hh)
         dw_hh = None
         if need_w_hh:
             dw_hh = torch.empty_like(w_hh)
-            _recurrent_weight_grad(da, y, h0_, dw_hh)
+            _recurrent_weight_grad(steps, da, y, h0, dw_hh)
         db_ih = db if need_b_ih else None
         db_hh = db.clone() if need_b_hh else None
-        return dx, dh.unsqueeze(0), dw_ih, dw_hh, db_ih, db_hh, None
+        return None, dx, dh, dw_ih, dw_hh, db_ih, db_hh, None
 
 
 # -- inference: no autograd, no stored gates -----------------------------------------------------
 
-#: Rows (steps x batch) of a block of the input projection. Each block's GEMM passes over all
-#: of W_ih once more (BLAS packs it per call), which 256 rows amortise to a few per cent.
+#: Rows of a block of the input projection. Each block's GEMM passes over all of W_ih once
+#: more (BLAS packs it per call), which 256 rows amortise to a few per cent.
 _BLOCK_ROWS = 256
 
 
-def _block_steps(T: int, B: int, gates: int) -> int:
+def _block_steps(steps: Steps, gates: int) -> int:
     """Steps per input-projection block: _BLOCK_ROWS rows, but a buffer (k * B * gates * H) of
-    at most twice y's T * B * H, which binds only where y is small (B * T < 128 * gates)."""
-    return min(T, -(-_BLOCK_ROWS // B), max(1, 2 * T // gates))
+    at most twice y's N * H, which binds only where y is small (N < 128 * gates)."""
+    B = steps.batch
+    return min(steps.count, -(-_BLOCK_ROWS // B), max(1, 2 * steps.rows // (B * gates)))
 
 
 def _records_graph(*tensors) -> bool:
@@ -448,57 +510,54 @@ def _records_graph(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors if t is not None)
 
 
-def _lstm_inference(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
-    """y, h_T, c_T without autograd; the block buffers are all it needs beyond them."""
-    T, B, _ = x.shape
-    team, k = Team(w_hh, B), _block_steps(T, B, 4)
-    y = x.new_empty(T, B, w_hh.shape[1])
-    c = c0[0].clone(memory_format=torch.contiguous_format)   # c0 in, c_T out
-    xn, yn, cn, h0n = _np(x.reshape(T * B, -1)), y.numpy(), c.numpy(), _first_state(h0).numpy()
-    w_ihn, bias = _np(w_ih), _np(b_ih + b_hh)
-    team.run(lambda w, work, *t: kernels.lstm_inference(
-        xn, w_ihn, bias, w, h0n, cn, yn, work, *t), B, yn.dtype, 4, block_steps=k)
-    return y, y[-1:].clone(), c.unsqueeze(0)
+def _lstm_inference(steps, x, h0, c0, w):
+    """y, h_n, c_n without autograd; the block buffers are all it needs beyond them."""
+    team = Team(w.w_hh, c0.shape[1], steps.batch, alone=w.w_hr is not None)
+    y = x.new_empty(steps.rows, h0.shape[1])
+    c = c0.clone(memory_format=torch.contiguous_format)   # c0 in, c_n out
+    xn, w_ihn, h0n, cn, yn = _np(x), _np(w.w_ih), _np(h0), c.numpy(), y.numpy()
+    bias, w_hrn = _np(_bias(w.b_ih, w.b_hh, size=w.w_ih.shape[0], like=x)), _projection(w.w_hr, c0)
+    k = _block_steps(steps, 4)
+    team.run(lambda w_own, *t: kernels.lstm_inference(
+        steps.starts, steps.sizes, xn, w_ihn, bias, w_own, w_hrn, h0n, cn, yn, k, *t))
+    return y, steps.last(y), c
 
 
-def _gru_inference(x, h0, w_ih, w_hh, b_ih, b_hh):
-    """y, h_T without autograd; the block buffers are all it needs beyond them."""
-    T, B, _ = x.shape
-    team, k = Team(w_hh, B), _block_steps(T, B, 3)
-    y = x.new_empty(T, B, w_hh.shape[1])
-    xn, yn, h0n = _np(x.reshape(T * B, -1)), y.numpy(), _first_state(h0).numpy()
-    w_ihn, b_ihn, b_hhn = _np(w_ih), _np(b_ih), _np(b_hh)
-    team.run(lambda w, work, *t: kernels.gru_inference(
-        xn, w_ihn, b_ihn, w, b_hhn, h0n, yn, work, *t), B, yn.dtype, 3, block_steps=k)
-    return y, y[-1:].clone()
+def _gru_inference(steps, x, h0, w):
+    """y, h_n without autograd; the block buffers are all it needs beyond them."""
+    G = w.w_ih.shape[0]
+    team = Team(w.w_hh, h0.shape[1], steps.batch)
+    y = x.new_empty(steps.rows, h0.shape[1])
+    xn, w_ihn, h0n, yn = _np(x), _np(w.w_ih), _np(h0), y.numpy()
+    b_ihn, b_hhn = _np(_bias(w.b_ih, size=G, like=x)), _np(_bias(w.b_hh, size=G, like=x))
+    k = _block_steps(steps, 3)
+    team.run(lambda w_own, *t: kernels.gru_inference(
+        steps.starts, steps.sizes, xn, w_ihn, b_ihn, w_own, b_hhn, h0n, yn, k, *t))
+    return y, steps.last(y)
 
 
 class NumbaLayer(RecurrentLayer):
-    """One-layer, time-major LSTM / GRU / RNN on the numba kernels (CPU, float32 or float64)."""
+    """LSTM / GRU / RNN on the numba kernels (CPU, float32 or float64), nn's drop-in."""
 
-    def __init__(self, cell, input_size, hidden_size, device, dtype):
-        super().__init__()
-        self.impl_name = "numba"
-        self.cell = cell
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.init_parameters(device, dtype)
+    impl_name = "numba"
 
-    def run(self, x, h0, c0):
-        params = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)
-        inference = not _records_graph(x, h0, c0, *params)
+    def run_direction(self, x, batch_sizes, h0, c0, w):
+        steps = Steps(batch_sizes)
+        inference = not _records_graph(x, h0, c0, *w)
         if self.cell == "lstm":
             if inference:
-                return _lstm_inference(x, h0, c0, *params)
-            return _LSTMFunction.apply(x, h0, c0, *params)
+                return _lstm_inference(steps, x, h0, c0, w)
+            return _LSTMFunction.apply(steps, x, h0, c0, *w)
         if self.cell == "gru":
-            fn = _gru_inference if inference else _GRUFunction.apply
-            y, h = fn(x, h0, *params)
+            if inference:
+                y, h = _gru_inference(steps, x, h0, w)
+            else:
+                y, h = _GRUFunction.apply(steps, x, h0, *w[:4])
         else:
             # Its forward stores nothing but y, which it projects into: inference as it is.
-            y, h = _RNNFunction.apply(x, h0, *params, self.cell == "rnn_relu")
+            y, h = _RNNFunction.apply(steps, x, h0, *w[:4], self.cell == "rnn_relu")
         return y, h, None
 
 
-def build(cell, input_size, hidden_size, device, dtype):
-    return NumbaLayer(cell, input_size, hidden_size, device, dtype)
+#: The registry's factory, "impls.numba_rnn:build".
+build = NumbaLayer

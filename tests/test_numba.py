@@ -1,7 +1,8 @@
 """What only the `numba` implementation has: its own tanh/sigmoid, its hand-derived backward,
-its inference path, its on-disk JIT cache, its threads and its buffers. (The shared
-conformance and interface suites cover it like every other implementation; they ask for
-gradients, so they reach only its training path.)"""
+its kernels on the packed layout, its inference path, its on-disk JIT cache, its threads and
+its buffers. (The shared conformance and interface suites cover it like every other
+implementation; they ask for gradients, so they reach only its training path.) Its element
+maths are checked one by one in test_numba_equations.py."""
 
 import contextlib
 import json
@@ -14,11 +15,10 @@ import numba
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_sequence
 
 import impls
 from impls import numba_kernels, numba_rnn
-
-from oracle import assert_match, make_inputs, run
 
 CELLS = sorted(impls.get("numba").cells)
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,80 +73,250 @@ def test_float64_activations_are_libm(fn, exact):
     np.testing.assert_allclose(out, exact(torch.from_numpy(x)).numpy(), rtol=4e-16, atol=1e-300)
 
 
+# -- layers, inputs and every gradient -------------------------------------------------------
+
+#: Unsorted, with a tie and a sequence of one step: PackedSequence reorders them.
+LENGTHS = [5, 9, 1, 9, 3]
+
+
+def _layers(cell, I, H, **options):
+    """(reference, numba), float64, built with the same nn options."""
+    return tuple(impls.get(name).build(cell, I, H, dtype=torch.float64, **options)
+                 for name in ("reference", "numba"))
+
+
+def _weights(cell, I, H, seed, **options):
+    """float64 weights by nn's names, drawn in nn's init range."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = impls.parameter_shapes(cell, I, H, **options)
+    return {name: (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) / H ** 0.5
+            for name, shape in shapes.items()}
+
+
+def _inputs(cell, I, H, seed, *, T=None, B=None, lengths=None, num_layers=1,
+            bidirectional=False, proj_size=0, **_):
+    """float64 input and initial state: a (T, B, I) tensor, or sequences of `lengths`."""
+    gen = torch.Generator().manual_seed(seed)
+    if lengths is None:
+        x = torch.randn(T, B, I, generator=gen, dtype=torch.float64)
+    else:
+        x = [torch.randn(n, I, generator=gen, dtype=torch.float64) for n in lengths]
+        B = len(lengths)
+    k = (1 + bidirectional) * num_layers
+    sizes = [proj_size or H] + ([H] if cell == "lstm" else [])
+    state = [torch.randn(k, B, size, generator=gen, dtype=torch.float64) * 0.5 for size in sizes]
+    return x, state
+
+
+def _run(layer, cell, weights, x, state, dtype=torch.float64):
+    """Outputs and every gradient of one call, as float64, by name.
+
+    x: a (T, B, I) tensor, or a list of sequences, packed unsorted. The gradients are wrt
+    each input, each initial state (if given) and each parameter, of a fixed random
+    weighting of every output.
+    """
+    layer.load_state_dict({k: v.to(dtype) for k, v in weights.items()})
+    packed = isinstance(x, list)
+    inputs = [t.to(dtype).requires_grad_() for t in (x if packed else [x])]
+    states = [s.to(dtype).requires_grad_() for s in state or []]
+    arg = None if not states else (tuple(states) if cell == "lstm" else states[0])
+    y, final = layer(pack_sequence(inputs, enforce_sorted=False) if packed else inputs[0], arg)
+    outputs = {"y": y.data if packed else y}
+    outputs.update((f"final{i}", f) for i, f in enumerate(final if cell == "lstm" else [final]))
+    gen = torch.Generator().manual_seed(99)
+    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=torch.float64).to(dtype)).sum()
+               for o in outputs.values())
+    params = dict(layer.named_parameters())
+    names = ([f"input{i}" for i in range(len(inputs))] + [f"state{i}" for i in range(len(states))]
+             + list(weights))
+    grads = torch.autograd.grad(loss, inputs + states + [params[n] for n in weights])
+    outputs.update((f"grad {n}", g) for n, g in zip(names, grads))
+    return {k: v.detach().to(torch.float64) for k, v in outputs.items()}
+
+
+def _assert_match(got, expected, what, rtol=1e-9, atol=1e-10):
+    assert got.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=rtol, atol=atol,
+                                   msg=lambda m, k=key: f"{what} {k}: {m}")
+
+
+def _force_team(monkeypatch, size):
+    """Make every (unprojected) call run on a team of `size`, however small the problem."""
+    if size > 1:
+        if not numba_rnn._BLAS.available:
+            pytest.skip("the BLAS behind numba's np.dot has no thread control: one thread only")
+        monkeypatch.setattr(numba_rnn, "_MIN_STEP_MACS_FOR_TEAM", 0)
+        monkeypatch.setattr(numba_rnn, "_MIN_UNITS_PER_THREAD", 1)
+    monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: size)
+
+
+# -- the packed layout: variable lengths in the kernels ---------------------------------------
+
+PACKED_CASES = {
+    "lengths": {},
+    "bias=False": dict(bias=False),
+    "proj_size": dict(proj_size=3),
+    "2 layers bidirectional": dict(num_layers=2, bidirectional=True),
+    "all of them": dict(bias=False, proj_size=3, num_layers=2, bidirectional=True),
+}
+
+
+def _cases(cell):
+    return [case for case, options in PACKED_CASES.items()
+            if cell == "lstm" or "proj_size" not in options]
+
+
+@pytest.mark.parametrize("team", [1, 2])
+@pytest.mark.parametrize("cell,case", [(cell, case) for cell in CELLS for case in _cases(cell)])
+def test_packed_sequences_match_reference(cell, case, team, monkeypatch):
+    """Unsorted lengths, forward and every gradient to 1e-9, on one thread and on a team."""
+    _force_team(monkeypatch, team)
+    options, I, H = PACKED_CASES[case], 4, 20
+    proj = options.get("proj_size", 0)
+    assert numba_rnn.team_size(cell, len(LENGTHS), H, proj) == (1 if proj else team)
+    weights = _weights(cell, I, H, seed=7, **options)
+    x, state = _inputs(cell, I, H, seed=8, lengths=LENGTHS, **options)
+    ref, layer = _layers(cell, I, H, **options)
+    expected = _run(ref, cell, weights, x, state)
+    _assert_match(_run(layer, cell, weights, x, state), expected, f"{cell} {case} team {team}")
+    _assert_match(_run(layer, cell, weights, x, None), _run(ref, cell, weights, x, None),
+                  f"{cell} {case} team {team}, no initial state")
+
+
+def test_weight_gradient_runs_pair_each_step_with_the_previous_ones():
+    """dW_hh's GEMMs: two for equal lengths, and every row of steps >= 1 exactly once,
+    against the first rows of the step before."""
+    equal = numba_rnn.Steps(torch.full((6,), 4, dtype=torch.int64))
+    assert equal.previous_runs == [(4, 24, 0)]
+    sizes = torch.tensor([5, 4, 4, 4, 2, 2, 1])
+    steps = numba_rnn.Steps(sizes)
+    starts = np.cumsum([0, *sizes.tolist()])
+    pairs = [(r, p) for r0, r1, p0 in steps.previous_runs for r, p in zip(range(r0, r1),
+                                                                          range(p0, p0 + r1 - r0))]
+    expected = [(starts[t] + b, starts[t - 1] + b) for t in range(1, 7) for b in range(sizes[t])]
+    assert pairs == expected
+    # A new run only where the step before shrank: steps 1, 2-4, 5-6.
+    assert steps.previous_runs == [(5, 9, 0), (9, 19, 5), (19, 22, 17)]
+    assert steps.last_rows.tolist() == [starts[6], starts[5] + 1, starts[3] + 2, starts[3] + 3,
+                                        starts[0] + 4]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_drop_in_for_torch_nn(cell, dtype):
+    """nn's module with the same state_dict: 2 layers, bidirectional, a PackedSequence."""
+    options = dict(num_layers=2, bidirectional=True, **({"proj_size": 3} if cell == "lstm" else {}))
+    I, H = 5, 8
+    weights = _weights(cell, I, H, seed=3, **options)
+    x, state = _inputs(cell, I, H, seed=4, lengths=LENGTHS, **options)
+    kind = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}.get(cell, torch.nn.RNN)
+    extra = {} if cell in ("lstm", "gru") else {"nonlinearity": cell.removeprefix("rnn_")}
+    nn_layer = kind(I, H, dtype=dtype, **options, **extra)
+    layer = impls.get("numba").build(cell, I, H, dtype=dtype, **options)
+    tol = dict(rtol=1e-4, atol=2e-5) if dtype == torch.float32 else {}
+    _assert_match(_run(layer, cell, weights, x, state, dtype),
+                  _run(nn_layer, cell, weights, x, state, dtype), f"{cell} {dtype}", **tol)
+
+
 # -- the hand-derived backward ---------------------------------------------------------------
 
 
-def _functional(layer, cell):
-    """(x, state..., params...) -> (y, final state...) so that gradcheck sees every leaf."""
-    names = impls.layer.PARAMETER_NAMES
+def _functional(layer, cell, names, n_inputs, packed):
+    """(inputs..., state..., params...) -> (y, final state...) so that gradcheck sees every
+    leaf."""
     n_state = 2 if cell == "lstm" else 1
 
-    def fn(x, *rest):
+    def fn(*leaves):
+        inputs, rest = leaves[:n_inputs], leaves[n_inputs:]
         state, params = rest[:n_state], dict(zip(names, rest[n_state:]))
+        x = pack_sequence(list(inputs), enforce_sorted=False) if packed else inputs[0]
         arg = tuple(state) if cell == "lstm" else state[0]
         y, final = torch.func.functional_call(layer, params, (x, arg))
+        y = y.data if packed else y
         return (y, *final) if cell == "lstm" else (y, final)
     return fn
 
 
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("T,B", [(1, 1), (4, 3)])
-def test_gradcheck_float64(cell, T, B):
+GRADCHECK_CASES = {
+    "T=1 B=1": dict(T=1, B=1),
+    "T=4 B=3": dict(T=4, B=3),
+    "packed, bidirectional, bias=False": dict(lengths=[2, 4, 1], bidirectional=True,
+                                              bias=False),
+    "packed, proj_size": dict(lengths=[2, 4, 1], proj_size=2),
+}
+
+
+@pytest.mark.parametrize("cell,case", [(cell, case) for cell in CELLS for case in GRADCHECK_CASES
+                                       if cell == "lstm" or "proj" not in case])
+def test_gradcheck_float64(cell, case):
     I, H = 3, 4
-    layer = impls.get("numba").build(cell, input_size=I, hidden_size=H, dtype=torch.float64)
-    weights, x, state, _ = make_inputs(cell, T, B, I, H, True, seed=11 * T + B)
-    leaves = [x, *state, *(weights[n] for n in impls.layer.PARAMETER_NAMES)]
-    leaves = [t.clone().requires_grad_() for t in leaves]
-    assert torch.autograd.gradcheck(_functional(layer, cell), leaves, eps=1e-6, atol=1e-7)
-
-
-def _layers(cell, I, H):
-    dims = dict(input_size=I, hidden_size=H, dtype=torch.float64)
-    return impls.get("reference").build(cell, **dims), impls.get("numba").build(cell, **dims)
+    shape = GRADCHECK_CASES[case]
+    options = {k: v for k, v in shape.items() if k not in ("T", "B", "lengths")}
+    layer = impls.get("numba").build(cell, I, H, dtype=torch.float64, **options)
+    weights = _weights(cell, I, H, seed=11, **options)
+    x, state = _inputs(cell, I, H, seed=12, **shape)
+    inputs = x if isinstance(x, list) else [x]
+    leaves = [t.clone().requires_grad_() for t in [*inputs, *state, *weights.values()]]
+    fn = _functional(layer, cell, list(weights), len(inputs), isinstance(x, list))
+    assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("B,H", [(1, 29), (4, 40)])
 def test_a_team_of_threads_matches_reference(cell, B, H, monkeypatch):
     """Force a 3-thread team (uneven unit blocks, barrier every step) on a small problem."""
-    if not numba_rnn._BLAS.available:
-        pytest.skip("the BLAS behind numba's np.dot has no thread control: one thread only")
-    monkeypatch.setattr(numba_rnn, "_MIN_STEP_MACS_FOR_TEAM", 0)
-    monkeypatch.setattr(numba_rnn, "_MIN_UNITS_PER_THREAD", 1)
-    monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 3)
+    _force_team(monkeypatch, 3)
     T, I = 9, 5
-    assert numba_rnn.Team(torch.zeros(4 * H, H), B).size == 3
-    weights, x, state, upstream = make_inputs(cell, T, B, I, H, True, seed=B)
+    assert numba_rnn.Team(torch.zeros(4 * H, H), H, B).size == 3
+    weights = _weights(cell, I, H, seed=B)
+    x, state = _inputs(cell, I, H, seed=B + 1, T=T, B=B)
     ref, layer = _layers(cell, I, H)
-    expected = run(ref, cell, weights, x, state, upstream, torch.float64)
-    got = run(layer, cell, weights, x, state, upstream, torch.float64)
-    assert_match(got, expected, torch.float64, f"{cell} B={B} H={H} in a team of 3")
+    _assert_match(_run(layer, cell, weights, x, state), _run(ref, cell, weights, x, state),
+                  f"{cell} B={B} H={H} in a team of 3")
+
+
+def _numba_node(output):
+    """The numba autograd node behind an output of the layer (past the base's views)."""
+    pending, seen = [output.grad_fn], set()
+    while pending:
+        node = pending.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "team"):
+            return node
+        pending.extend(next_node for next_node, _ in node.next_functions)
+    raise AssertionError("no numba node in the graph")
 
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("loss_on", ["final state only", "y.sum()"])
 def test_gradients_when_y_gets_none_or_a_broadcast_gradient(cell, loss_on):
     """No gradient for y (the kernel's empty-dy path), or an expanded (stride-0) one."""
-    T, B, I, H = 5, 3, 4, 6
-    weights, x, state, _ = make_inputs(cell, T, B, I, H, True, seed=3)
+    I, H = 4, 6
+    weights = _weights(cell, I, H, seed=3)
+    x, state = _inputs(cell, I, H, seed=4, lengths=LENGTHS)
     grads = []
     for layer in _layers(cell, I, H):
         layer.load_state_dict(weights)
-        xg = x.clone().requires_grad_()
+        xs = [t.clone().requires_grad_() for t in x]
         leaves = [s.clone().requires_grad_() for s in state]
-        y, final = layer(xg, tuple(leaves) if cell == "lstm" else leaves[0])
+        y, final = layer(pack_sequence(xs, enforce_sorted=False),
+                         tuple(leaves) if cell == "lstm" else leaves[0])
         last = final[-1] if cell == "lstm" else final   # c_n for LSTM: h_n gets none either
-        loss = last.square().sum() if loss_on == "final state only" else y.sum()
-        grads.append(torch.autograd.grad(loss, [xg, *leaves, *layer.parameters()]))
+        loss = last.square().sum() if loss_on == "final state only" else y.data.sum()
+        grads.append(torch.autograd.grad(loss, [*xs, *leaves, *layer.parameters()]))
     for expected, got in zip(*grads):
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
 
 
-@pytest.mark.parametrize("cell", CELLS)
-def test_second_backward_recomputes_and_agrees(cell):
+@pytest.mark.parametrize("cell,options", [(cell, {}) for cell in CELLS]
+                         + [("lstm", {"proj_size": 2})])
+def test_second_backward_recomputes_and_agrees(cell, options):
     """retain_graph=True: the first backward consumed the buffers; the second rebuilds them."""
     T, B, I, H = 6, 2, 3, 4
-    layer = impls.get("numba").build(cell, input_size=I, hidden_size=H, dtype=torch.float64)
+    layer = impls.get("numba").build(cell, I, H, dtype=torch.float64, **options)
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
     y, _ = layer(x)
     dy = torch.randn_like(y)
@@ -159,20 +329,23 @@ def test_second_backward_recomputes_and_agrees(cell):
 # -- what is stored for the backward ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("cell,kept_per_row", [("lstm", 4 + 1), ("gru", 3 + 1),
-                                               ("rnn_tanh", 0), ("rnn_relu", 0)])
-def test_backward_keeps_only_the_documented_buffers(cell, kept_per_row):
-    """Besides the inputs and y: LSTM gates + c, GRU gates + hn, RNN nothing; freed after."""
+@pytest.mark.parametrize("cell,options,kept_per_unit", [
+    ("lstm", {}, 4 + 1), ("lstm", {"proj_size": 2}, 4 + 1 + 1), ("gru", {}, 3 + 1),
+    ("rnn_tanh", {}, 0), ("rnn_relu", {}, 0)])
+def test_backward_keeps_only_the_documented_buffers(cell, options, kept_per_unit):
+    """Besides the inputs and y: LSTM gates + c (+ m projected), GRU gates + hn, RNN nothing;
+    freed after."""
     T, B, I, H = 7, 3, 4, 5
-    layer = impls.get("numba").build(cell, input_size=I, hidden_size=H, dtype=torch.float32)
+    h_out = options.get("proj_size") or H
+    layer = impls.get("numba").build(cell, I, H, dtype=torch.float32, **options)
     x = torch.randn(T, B, I, requires_grad=True)
     y, _ = layer(x)
-    node = y.grad_fn
-    buffers = getattr(node, "buffers", None) or ()
-    assert sum(t.numel() for t in buffers) == T * B * H * kept_per_row
-    saved_big = [t for t in node.saved_tensors if t.shape[:2] == (T, B)]
-    assert sum(t.numel() for t in saved_big) == T * B * (I + H)      # x and y, by reference
-    assert any(t.data_ptr() == y.data_ptr() for t in saved_big)
+    node = _numba_node(y)
+    buffers = [t for t in getattr(node, "buffers", None) or () if t is not None]
+    assert sum(t.numel() for t in buffers) == T * B * H * kept_per_unit
+    saved_rows = [t for t in node.saved_tensors if t is not None and t.shape[0] == T * B]
+    assert sum(t.numel() for t in saved_rows) == T * B * (I + h_out)   # x and y, by reference
+    assert any(t.data_ptr() == y.data_ptr() for t in saved_rows)
     y.sum().backward()
     assert getattr(node, "buffers", None) is None
 
@@ -181,10 +354,11 @@ def test_backward_keeps_only_the_documented_buffers(cell, kept_per_row):
 
 
 def _forward(layer, cell, x, state):
-    """[y, final state...] of one call."""
+    """[y, final state...] of one call; x a tensor or sequences (packed unsorted)."""
     arg = None if state is None else (tuple(state) if cell == "lstm" else state[0])
-    y, final = layer(x, arg)
-    return [y, *(final if cell == "lstm" else [final])]
+    packed = isinstance(x, list)
+    y, final = layer(pack_sequence(x, enforce_sorted=False) if packed else x, arg)
+    return [y.data if packed else y, *(final if cell == "lstm" else [final])]
 
 
 _NO_GRAPH = {
@@ -193,25 +367,32 @@ _NO_GRAPH = {
     "nothing requires grad": contextlib.nullcontext,
 }
 
+INFERENCE_CASES = {
+    "dense": dict(T=45, B=3),
+    "packed": dict(lengths=[30, 45, 12]),
+    "packed, proj_size": dict(lengths=[30, 45, 12], proj_size=7),
+}
 
-@pytest.mark.parametrize("cell", CELLS)
+
+@pytest.mark.parametrize("cell,case", [(cell, case) for cell in CELLS for case in INFERENCE_CASES
+                                       if cell == "lstm" or "proj" not in case])
 @pytest.mark.parametrize("mode", sorted(_NO_GRAPH))
 @pytest.mark.parametrize("team", [1, 3])
-def test_inference_matches_reference_and_the_training_path(cell, mode, team, monkeypatch):
+def test_inference_matches_reference_and_the_training_path(cell, case, mode, team, monkeypatch):
     """Several projection blocks, the last one short, on one thread and on a team of three."""
-    if team > 1:
-        if not numba_rnn._BLAS.available:
-            pytest.skip("the BLAS behind numba's np.dot has no thread control: one thread only")
-        monkeypatch.setattr(numba_rnn, "_MIN_STEP_MACS_FOR_TEAM", 0)
-        monkeypatch.setattr(numba_rnn, "_MIN_UNITS_PER_THREAD", 1)
-    monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: team)
-    T, B, I, H = 45, 3, 5, 29
+    _force_team(monkeypatch, team)
+    shape, I, H = INFERENCE_CASES[case], 5, 29
+    options = {k: v for k, v in shape.items() if k == "proj_size"}
+    x, state = _inputs(cell, I, H, seed=team, **shape)
+    steps = numba_rnn.Steps(torch.tensor([sum(n > t for n in shape["lengths"]) for t in range(45)])
+                            if "lengths" in shape else torch.full((45,), 3))
     if cell in ("lstm", "gru"):   # the RNN's forward already stores nothing but y
-        steps = numba_rnn._block_steps(T, B, impls.GATES[cell])
-        assert 1 < steps < T and T % steps
-    assert numba_rnn.team_size(cell, B, H) == team
-    weights, x, state, _ = make_inputs(cell, T, B, I, H, True, seed=team)
-    ref, layer = _layers(cell, I, H)
+        k = numba_rnn._block_steps(steps, impls.GATES[cell])
+        assert 1 < k < 45 and 45 % k
+    assert numba_rnn.team_size(cell, 3, H, options.get("proj_size", 0)) == (
+        1 if options else team)
+    weights = _weights(cell, I, H, seed=team, **options)
+    ref, layer = _layers(cell, I, H, **options)
     for module in (ref, layer):
         module.load_state_dict(weights)
     if mode == "nothing requires grad":
@@ -221,7 +402,7 @@ def test_inference_matches_reference_and_the_training_path(cell, mode, team, mon
         got = _forward(layer, cell, x, state)
     expected = _forward(ref, cell, x, state)
     layer.requires_grad_(True)
-    training = _forward(layer, cell, x.clone().requires_grad_(), state)
+    training = _forward(layer, cell, x, state)
     assert training[0].grad_fn is not None
     for g, e, tr in zip(got, expected, training):
         assert g.grad_fn is None and not g.requires_grad
@@ -234,17 +415,17 @@ def test_inference_matches_reference_and_the_training_path(cell, mode, team, mon
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_inference_in_float32_matches_torch_nn(cell):
     T, B, I, H = 30, 4, 7, 24
-    weights, x, state, _ = make_inputs(cell, T, B, I, H, True, seed=5)
+    weights = _weights(cell, I, H, seed=5)
+    x, state = _inputs(cell, I, H, seed=6, T=T, B=B)
     torch_nn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(I, H)
-    layer = impls.get("numba").build(cell, input_size=I, hidden_size=H)
+    layer = impls.get("numba").build(cell, I, H)
     f32 = {k: v.float() for k, v in weights.items()}
     torch_nn.load_state_dict(f32)
     layer.load_state_dict(f32)
     x32, state32 = x.float(), [s.float() for s in state]
     with torch.no_grad():
         got = _forward(layer, cell, x32, state32)
-        y, final = torch_nn(x32, tuple(state32) if cell == "lstm" else state32[0])
-    expected = [y, *(final if cell == "lstm" else [final])]
+        expected = _forward(torch_nn, cell, x32, state32)
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=2e-5)
 
@@ -353,12 +534,14 @@ def test_team_size_never_exceeds_numba_threads_or_units(monkeypatch):
     monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 2)
     big = numba_rnn._MIN_STEP_MACS_FOR_TEAM  # B * 4H * H at H=256, B=8: 2**21
 
-    def size(H, batch):
-        return numba_rnn.Team(torch.zeros(4 * H, H), batch).size
+    def size(H, batch, **kwargs):
+        return numba_rnn.Team(torch.zeros(4 * H, H), H, batch, **kwargs).size
     expected = 2 if numba_rnn._BLAS.available else 1
     assert size(256, big // (4 * 256 * 256)) == expected
     assert size(15, big) == 1                                  # < 8 units per thread
     assert size(256, 1) == 1                                   # too little work per step
+    assert size(256, 64, alone=True) == 1                      # a projected LSTM
+    assert numba_rnn.team_size("lstm", 64, 256, proj_size=128) == 1
     monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 1)
     assert size(256, 64) == 1
 
@@ -368,29 +551,30 @@ def test_team_follows_numba_set_num_threads():
     if numba.config.NUMBA_NUM_THREADS < 2 or not numba_rnn._BLAS.available:
         pytest.skip("needs NUMBA_NUM_THREADS >= 2 and a BLAS with thread control")
     cell, T, B, I, H = "lstm", 6, 32, 16, 128     # B * 4H * H = 2**21: worth a team
-    weights, x, state, upstream = make_inputs(cell, T, B, I, H, True, seed=2)
-    layer = impls.get("numba").build(cell, input_size=I, hidden_size=H)
-    oracle = torch.nn.LSTM(I, H)
-    expected = run(oracle, cell, weights, x, state, upstream, torch.float32)
+    weights = _weights(cell, I, H, seed=2)
+    x, state = _inputs(cell, I, H, seed=3, T=T, B=B)
+    layer = impls.get("numba").build(cell, I, H)
+    expected = _run(torch.nn.LSTM(I, H), cell, weights, x, state, torch.float32)
     threads_before = numba.get_num_threads()
     results = {}
     try:
         for threads in (2, 1):
             numba.set_num_threads(threads)
             assert numba_rnn.team_size(cell, B, H) == threads
-            training = run(layer, cell, weights, x, state, upstream, torch.float32)
+            training = _run(layer, cell, weights, x, state, torch.float32)
             with torch.no_grad():
                 inference = _forward(layer, cell, x.float(), [s.float() for s in state])
             results[threads] = training, inference
     finally:
         numba.set_num_threads(threads_before)
+    f32 = dict(rtol=1e-4, atol=2e-5)
     for threads, (training, inference) in results.items():
-        assert_match(training, expected, torch.float32, f"{threads} threads")
+        _assert_match(training, expected, f"{threads} threads", rtol=1e-3, atol=1e-4)
         for got, key in zip(inference, ["y", "final0", "final1"]):
-            torch.testing.assert_close(got.double(), expected[key], rtol=1e-4, atol=2e-5)
-    assert_match(results[1][0], results[2][0], torch.float32, "1 vs 2 threads")
+            torch.testing.assert_close(got.double(), expected[key], **f32)
+    _assert_match(results[1][0], results[2][0], "1 vs 2 threads", rtol=1e-3, atol=1e-4)
     for one, two in zip(results[1][1], results[2][1]):
-        torch.testing.assert_close(one, two, rtol=1e-4, atol=2e-5)
+        torch.testing.assert_close(one, two, **f32)
 
 
 def test_blas_is_single_threaded_inside_kernels_and_restored_after(monkeypatch):
@@ -401,14 +585,15 @@ def test_blas_is_single_threaded_inside_kernels_and_restored_after(monkeypatch):
     monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 2)
     monkeypatch.setattr(numba_rnn, "_MIN_STEP_MACS_FOR_TEAM", 0)
     before = get_threads()
-    team = numba_rnn.Team(torch.zeros(4 * 16, 16), batch=3)
+    team = numba_rnn.Team(torch.zeros(4 * 16, 16), 16, batch=3)
     seen = []
 
-    def member(w_own, work, u0, u1, sync, size):
-        seen.append((u0, u1, w_own.shape, work.shape, size, get_threads()))
+    def member(w_own, u0, u1, sync, size, k, partials):
+        seen.append((u0, u1, w_own.shape, size, k, partials.shape, get_threads()))
 
-    team.run(member, 3, np.float32, 4)
-    assert sorted(seen) == [(0, 8, (32, 16), (3, 32), 2, 1), (8, 16, (32, 16), (3, 32), 2, 1)]
+    team.run(member, backward=True)
+    assert sorted(seen) == [(0, 8, (32, 16), 2, 0, (2, 2, 3, 16), 1),
+                            (8, 16, (32, 16), 2, 1, (2, 2, 3, 16), 1)]
     assert get_threads() == before
 
 
@@ -419,14 +604,16 @@ def test_a_failing_member_releases_the_team(monkeypatch):
     monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 2)
     monkeypatch.setattr(numba_rnn, "_MIN_STEP_MACS_FOR_TEAM", 0)
     H, B, T = 16, 2, 50
-    team = numba_rnn.Team(torch.zeros(H, H), batch=B)
-    y = np.zeros((T, B, H))
+    team = numba_rnn.Team(torch.zeros(H, H), H, batch=B)
+    steps = numba_rnn.Steps(torch.full((T,), B))
+    y = np.zeros((T * B, H))
     h0 = np.zeros((B, H))
 
-    def member(w_own, pre, u0, u1, sync, size):
+    def member(w_own, u0, u1, sync, size):
         if u0 > 0:
             raise RuntimeError("member failed")
-        numba_kernels.rnn_forward(y, w_own, h0, False, pre, u0, u1, sync, size)
+        numba_kernels.rnn_forward(steps.starts, steps.sizes, y, w_own, h0, False, u0, u1, sync,
+                                  size)
 
     with pytest.raises(RuntimeError, match="member failed"):
-        team.run(member, B, np.float64, 1)
+        team.run(member)

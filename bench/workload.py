@@ -8,6 +8,11 @@ What is timed (after PyTorch's ``benchmarks/fastrnns``: one contract, every runn
   gradients are set to None at the start of each call, so no call pays for accumulating
   into the last one's.
 
+The layer is nn's (`impls.layer`): `layers` stacked (nn's ``num_layers``), one or two
+directions, and every sequence T long or of `lengths` drawn from a stated distribution. With
+lengths the input is a `PackedSequence` of the (T, B, I) input, packed before the call (a
+model packs once, outside its layers), and ``dy`` is packed to match the output.
+
 Every implementation gets the same canonical weights and inputs (seeded), so none is timed
 on easier numbers (denormals, saturated gates) than another.
 
@@ -26,6 +31,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import impls
 
@@ -73,16 +79,69 @@ def kernel_label(autograd_node: str | None) -> str:
     return autograd_node
 
 
-def canonical_state(cell: str, I: int, H: int, *, dtype: str, device: str,
-                    seed: int) -> dict[str, torch.Tensor]:
+def canonical_state(cell: str, I: int, H: int, *, layers: int = 1, bidirectional: bool = False,
+                    dtype: str, device: str, seed: int) -> dict[str, torch.Tensor]:
     """PyTorch-style initial weights, U(-1/sqrt(H), 1/sqrt(H)), the same for every impl."""
     gen = torch.Generator().manual_seed(seed)
     bound = 1.0 / math.sqrt(H)
+    shapes = impls.parameter_shapes(cell, I, H, num_layers=layers, bidirectional=bidirectional)
     return {
         name: (torch.rand(shape, generator=gen, dtype=torch.float64) * (2 * bound) - bound)
         .to(device=device, dtype=DTYPES[dtype])
-        for name, shape in impls.parameter_shapes(cell, I, H).items()
+        for name, shape in shapes.items()
     }
+
+
+#: The distribution a `lengths` spec names: "uniform:F", lengths uniform over [ceil(F T), T].
+UNIFORM = "uniform:"
+#: Lengths are drawn from this seed, not the workload's: a case's tokens, FLOPs and bytes are
+#: then the case's own, the same in every run, process and implementation.
+LENGTHS_SEED = 0
+
+
+def lengths_fraction(spec) -> float:
+    """F of a "uniform:F" spec, 0 < F <= 1; a ValueError names what was expected."""
+    named = isinstance(spec, str) and spec.startswith(UNIFORM)
+    try:
+        fraction = float(spec.removeprefix(UNIFORM)) if named else math.nan
+    except ValueError:
+        fraction = math.nan
+    if not 0 < fraction <= 1:
+        raise ValueError(f"argument 'lengths' must be None (every sequence T long), "
+                         f"'uniform:F' with 0 < F <= 1, or one length per sequence, got "
+                         f"{spec!r}")
+    return fraction
+
+
+def sequence_lengths(lengths, T: int, B: int) -> list[int]:
+    """Each sequence's length: all T for None; for "uniform:F" drawn uniformly (seeded) from
+    [ceil(F T), T] with the first sequence T long, so the padded input is T steps; or the B
+    lengths given, each in [1, T]."""
+    if lengths is None:
+        return [T] * B
+    if isinstance(lengths, str):
+        low = math.ceil(lengths_fraction(lengths) * T)
+        gen = torch.Generator().manual_seed(LENGTHS_SEED)
+        drawn = torch.randint(low, T + 1, (B,), generator=gen).tolist()
+        return [T] + drawn[1:]
+    try:
+        given = list(lengths)
+    except TypeError:
+        given = []
+    if len(given) != B or not all(isinstance(n, int) and not isinstance(n, bool)
+                                  for n in given):
+        raise ValueError(f"argument 'lengths' must be None, 'uniform:F', or B={B} ints, one "
+                         f"per sequence, got {lengths!r}")
+    bad = [n for n in given if not 1 <= n <= T]
+    if bad:
+        raise ValueError(f"argument 'lengths' must hold lengths in [1, T={T}] (positive, "
+                         f"none longer than T), got {bad} in {given}")
+    return given
+
+
+def lengths_label(spec: str | None) -> str:
+    """A reader's name for a lengths spec: "" for every sequence T long, "U[0.5T,T]"."""
+    return "" if spec is None else f"U[{lengths_fraction(spec):g}T,T]"
 
 
 #: How far an output may stray from the baseline implementation's in the same case, per
@@ -96,48 +155,83 @@ class WrongOutput(ValueError):
 
 
 class Workload:
-    """`impl_name`'s layer for one setting, with its inputs; `call()` is what gets measured."""
+    """`impl_name`'s layer for one setting, with its inputs; `call()` is what gets measured.
+
+    `layers` is nn's ``num_layers``; `lengths` is None (every sequence T long), a spec such
+    as "uniform:0.5" (`sequence_lengths`), or B lengths.
+    """
 
     def __init__(self, impl_name: str, cell: str, mode: str, *, T: int, B: int, I: int,
-                 H: int, dtype: str = "float32", device: str = "cpu", seed: int = 0) -> None:
+                 H: int, layers: int = 1, bidirectional: bool = False, lengths=None,
+                 dtype: str = "float32", device: str = "cpu", seed: int = 0) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        sizes = None if lengths is None else sequence_lengths(lengths, T, B)
         torch_dtype = DTYPES[dtype]
         self.device = device
         self.training = mode == "training"
         self.layer = impls.get(impl_name).build(cell, input_size=I, hidden_size=H,
+                                                num_layers=layers, bidirectional=bidirectional,
                                                 device=device, dtype=torch_dtype)
-        self.layer.load_state_dict(canonical_state(cell, I, H, dtype=dtype, device=device,
-                                                   seed=seed))
+        self.layer.load_state_dict(canonical_state(cell, I, H, layers=layers,
+                                                   bidirectional=bidirectional, dtype=dtype,
+                                                   device=device, seed=seed))
         self.layer.train(self.training)
-        self.dtype, self.H = dtype, H
+        #: Features of y: both directions' hidden states side by side.
+        self.dtype, self.y_features = dtype, (2 if bidirectional else 1) * H
         gen = torch.Generator().manual_seed(seed + 1)
-        self.x = torch.randn(T, B, I, generator=gen).to(device, torch_dtype)
-        self.grad_y = torch.randn(T, B, H, generator=gen).to(device, torch_dtype)
-        self.x.requires_grad_(self.training)
+        x = torch.randn(T, B, I, generator=gen).to(device, torch_dtype)
+        grad_y = torch.randn(T, B, self.y_features, generator=gen).to(device, torch_dtype)
+        #: (batch_sizes, sorted_indices, unsorted_indices) of a packed input, else None.
+        self.packing = None
+        if sizes is not None:
+            packed = pack_padded_sequence(x, sizes, enforce_sorted=False)
+            self.packing = tuple(packed[1:])
+            x = packed.data
+            grad_y = pack_padded_sequence(grad_y, sizes, enforce_sorted=False).data
+        #: The input's tensor, the leaf that gets dL/dx: (T, B, I), or the packed rows (N, I).
+        self.x = x.requires_grad_(self.training)
+        self.grad_y = grad_y
+        self.input = self._as_input(self.x)
         self.params = list(self.layer.parameters())
 
-    def call(self) -> torch.Tensor:
+    def _as_input(self, x: torch.Tensor):
+        return x if self.packing is None else PackedSequence(x, *self.packing)
+
+    def _rows(self, y) -> torch.Tensor:
+        """The output's tensor: y itself, or the data of a packed y."""
+        return y.data if isinstance(y, PackedSequence) else y
+
+    def call(self):
         """One measured call: a forward, or a forward and backward. Returns the output y."""
         if not self.training:
             with torch.no_grad():
-                y, _ = self.layer(self.x)
+                y, _ = self.layer(self.input)
             return y
         for p in self.params:
             p.grad = None
         self.x.grad = None
-        y, _ = self.layer(self.x)
-        y.backward(self.grad_y)
+        y, _ = self.layer(self.input)
+        self._rows(y).backward(self.grad_y)
         return y
 
     def checked_outputs(self) -> dict[str, torch.Tensor]:
-        """One more call (not timed) and what it produced: y, and dL/dx in training.
+        """One more call (not timed) and what it produced: y (a packed y's data), and dL/dx
+        in training.
 
-        Raises WrongOutput when a shape or dtype is not the call's, or a value is not finite
-        (the inputs and weights are).
+        Raises WrongOutput when a shape, dtype or packing is not the call's, or a value is
+        not finite (the inputs and weights are).
         """
-        expected = {"y": (*self.x.shape[:2], self.H)}
-        produced = {"y": self.call()}
+        y = self.call()
+        if self.packing is not None:
+            if not isinstance(y, PackedSequence):
+                raise WrongOutput(f"y is {type(y).__name__}, not a PackedSequence (the input "
+                                  "is packed)")
+            if not all(_same(a, b) for a, b in zip(y[1:], self.packing)):
+                raise WrongOutput("y is packed unlike the input (batch_sizes or sequence "
+                                  "order differ)")
+        expected = {"y": (*self.x.shape[:-1], self.y_features)}
+        produced = {"y": self._rows(y)}
         if self.training:
             produced["dx"] = self.x.grad
             expected["dx"] = tuple(self.x.shape)
@@ -163,8 +257,13 @@ class Workload:
         """
         x = self.x.detach().requires_grad_(True)
         with torch.enable_grad():
-            y, _ = self.layer(x)
-        return None if y.grad_fn is None else type(y.grad_fn).__name__
+            y, _ = self.layer(self._as_input(x))
+        grad_fn = self._rows(y).grad_fn
+        return None if grad_fn is None else type(grad_fn).__name__
+
+
+def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    return (a is None) == (b is None) and (a is None or torch.equal(a, b))
 
 
 def cross_check(outputs: dict[str, torch.Tensor], baseline: dict[str, torch.Tensor],

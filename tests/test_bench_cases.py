@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from bench import workload
 from bench.speed import cases
 from bench.speed.cases import Case, Grid, Plan, Timing
 
@@ -17,6 +18,37 @@ def test_case_key_and_round_trip():
     assert case.key == "gru/training/T100/B64/I128/H256/float32/cpu/t2"
     assert case.group == "training/T100/B64/I128/H256/float32/cpu/t2"
     assert Case.from_dict(case.to_dict()) == case
+
+
+def test_layer_fields_show_in_the_key_and_label_and_round_trip():
+    case = Case("lstm", "training", T=100, B=32, I=256, H=256, threads=2, layers=2,
+                bidirectional=True, lengths="uniform:0.5")
+    assert case.key == "lstm/training/T100/B32/I256/H256/float32/cpu/t2/L2/bi/len-uniform:0.5"
+    assert case.variant == "L2 bi len U[0.5T,T]"
+    assert Case.from_dict(case.to_dict()) == case
+    assert Case("gru", "inference", 10, 2, 3, 4, layers=3).variant == "L3"
+    assert Case("gru", "inference", 10, 2, 3, 4, lengths="uniform:0.25").variant == (
+        "len U[0.25T,T]")
+    assert Case("gru", "inference", 10, 2, 3, 4).variant == ""
+
+
+def test_a_case_stored_before_the_layer_fields_loads_as_one_full_length_layer():
+    stored = {"cell": "gru", "mode": "training", "T": 100, "B": 64, "I": 128, "H": 256,
+              "dtype": "float32", "device": "cpu", "threads": 2}
+    case = Case.from_dict(stored)
+    assert (case.layers, case.bidirectional, case.lengths) == (1, False, None)
+    assert case.key == "gru/training/T100/B64/I128/H256/float32/cpu/t2"  # as it was stored
+
+
+def test_tokens_count_the_real_tokens_only():
+    assert Case("lstm", "inference", T=100, B=64, I=8, H=8).tokens == 6400
+    varying = Case("lstm", "inference", T=100, B=64, I=8, H=8, lengths="uniform:0.5")
+    lengths = workload.sequence_lengths("uniform:0.5", 100, 64)
+    assert varying.tokens == sum(lengths)
+    assert min(lengths) >= 50 and max(lengths) == 100 and 50 * 64 < varying.tokens < 6400
+    # the draw is the case's own: the same every time
+    assert Case("lstm", "training", T=100, B=64, I=8, H=8, lengths="uniform:0.5").tokens == (
+        varying.tokens)
 
 
 def test_cases_that_differ_only_in_the_cell_form_a_group():
@@ -37,6 +69,11 @@ def test_cases_that_differ_only_in_the_cell_form_a_group():
     (dict(dtype="int8"), "case dtype must be one of"),
     (dict(device="tpu"), "case device must be one of"),
     (dict(threads=0), "case threads must be a positive int"),
+    (dict(layers=0), "case layers must be a positive int, got 0"),
+    (dict(bidirectional=1), "case bidirectional must be true or false, got 1"),
+    (dict(lengths="uniform:0"), "case lengths must be None .* or 'uniform:F' with 0 < F <= 1"),
+    (dict(lengths="normal:0.5"), "case lengths must be None"),
+    (dict(lengths=(1, 1)), "case lengths must be None"),
 ])
 def test_bad_case_fields_are_named(kwargs, match):
     fields = dict(cell="lstm", mode="inference", T=1, B=1, I=1, H=1) | kwargs
@@ -44,9 +81,11 @@ def test_bad_case_fields_are_named(kwargs, match):
         Case(**fields)
 
 
-def test_case_from_dict_wants_exactly_its_fields():
-    with pytest.raises(ValueError, match="exactly the fields"):
+def test_case_from_dict_wants_its_fields():
+    with pytest.raises(ValueError, match="must have the fields .* and may have"):
         Case.from_dict({"cell": "lstm"})
+    with pytest.raises(ValueError, match="must have the fields"):
+        Case.from_dict(Case("lstm", "inference", 1, 1, 1, 1).to_dict() | {"depth": 2})
 
 
 def test_grid_ties_input_to_hidden_size_unless_given():
@@ -56,6 +95,20 @@ def test_grid_ties_input_to_hidden_size_unless_given():
     free = Grid(T=(10,), B=(2,), H=(8,), I=(3, 5)).cases(["lstm"], ["inference"],
                                                           ["float32"], ["cpu"], [1], cores=2)
     assert [(c.I, c.H) for c in free] == [(3, 8), (5, 8)]
+
+
+def test_grid_crosses_the_layer_settings():
+    grid = Grid(T=(10,), B=(2,), H=(8,), layers=(1, 2), bidirectional=(False, True),
+                lengths=(None, "uniform:0.5"))
+    found = grid.cases(["lstm"], ["inference"], ["float32"], ["cpu"], [1], cores=2)
+    assert len(found) == 8 == len({c.key for c in found})
+    assert {c.variant for c in found} >= {"", "L2 bi len U[0.5T,T]", "bi", "L2"}
+    with pytest.raises(ValueError, match="grid lengths entry must be None"):
+        Grid(T=(10,), B=(2,), H=(8,), lengths=("uniform:2",))
+    with pytest.raises(ValueError, match="grid layers entry must be a positive int"):
+        Grid(T=(10,), B=(2,), H=(8,), layers=(0,))
+    with pytest.raises(ValueError, match="grid bidirectional must list at least one value"):
+        Grid(T=(10,), B=(2,), H=(8,), bidirectional=())
 
 
 def test_grid_may_narrow_modes():
@@ -92,6 +145,17 @@ def test_profiles_hold_unique_valid_cases_and_sweeps():
     default = cases.PROFILES["default"].cases(cuda_available=False, cores=2)
     assert {(c.B, c.mode) for c in default if c.threads == 1} == {
         (1, "inference"), (1, "training"), (64, "inference")}
+    # PyTorch's RNN benchmark shape (benchmarks/fastrnns), forward
+    assert {c.cell for c in default if (c.T, c.B, c.I, c.H, c.mode, c.variant)
+            == (100, 64, 512, 512, "inference", "")} == {"lstm", "gru"}
+    # a 2-layer bidirectional layer and a variable-length batch, both modes
+    for variant, shape in (("L2 bi", (50, 32, 256, 256)),
+                           ("len U[0.5T,T]", (100, 64, 256, 256))):
+        assert {(c.cell, c.mode) for c in default if c.variant == variant} == {
+            (cell, mode) for cell in ("lstm", "gru") for mode in cases.MODES}
+        assert {(c.T, c.B, c.I, c.H, c.threads) for c in default if c.variant == variant} == {
+            (*shape, 2)}
+    assert {c.variant for c in quick} == {"", "L2 bi len U[0.5T,T]"}
 
 
 def test_cuda_cases_appear_where_a_gpu_is_visible():
@@ -142,6 +206,15 @@ def test_toml_profile(tmp_path):
                                                  min_repeats=4)
 
 
+def test_toml_grid_with_layer_settings(tmp_path):
+    path = tmp_path / "stacked.toml"
+    path.write_text('cells = ["lstm"]\nmodes = ["training"]\ndevices = ["cpu"]\n'
+                    'threads = [1]\n[[grid]]\nT = [10]\nB = [4]\nH = [8]\nlayers = [2]\n'
+                    'bidirectional = [true]\nlengths = ["uniform:0.5"]\n')
+    assert keys(cases.load_profile(path).cases(False, cores=2)) == [
+        "lstm/training/T10/B4/I8/H8/float32/cpu/t1/L2/bi/len-uniform:0.5"]
+
+
 @pytest.mark.parametrize("text, match", [
     ('cell = ["gru"]\n[[grid]]\nT=[1]\nB=[1]\nH=[1]\n', "unknown keys \\['cell'\\]"),
     ('cells = ["gru"]\n', "at least one \\[\\[grid\\]\\]"),
@@ -152,6 +225,8 @@ def test_toml_profile(tmp_path):
     ('[[grid]]\nT=[1]\nB=[1]\nH=[1]\n[timing]\nbudget_s = nan\n', "budget_s must be a positive"),
     ('[[grid]]\nT=[1]\nB=[1]\nH=[1]\n[timing]\nbudget_s = inf\n', "finite"),
     ('[[grid]]\nT=[1\n', "not valid TOML"),
+    ('[[grid]]\nT=[1]\nB=[1]\nH=[1]\nlengths=["uniform:-1"]\n', "grid lengths entry"),
+    ('[[grid]]\nT=[1]\nB=[1]\nH=[1]\nbidirectional=["yes"]\n', "must be true or false"),
 ])
 def test_bad_toml_is_explained(tmp_path, text, match):
     path = tmp_path / "bad.toml"

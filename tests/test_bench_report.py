@@ -24,7 +24,7 @@ def entry(samples, case, baseline_samples, peak_factor):
         "status": "ok", "first_call_s": 0.5, "warmup_s": [s[:3] for s in samples],
         "steady": True, "threads": {"torch": case.threads, "numba": case.threads},
         "samples_s": samples, "autograd_node": "MkldnnRnnLayerBackward0",
-        "time": stats.summarize(samples), "tokens_per_s": case.T * case.B / median,
+        "time": stats.summarize(samples), "tokens_per_s": case.tokens / median,
         "gflops": costs.flops(case) / median / 1e9, "peak_fraction": 0.01,
         "ratio": {"baseline": "fast", **stats.ratio_of_medians(samples, baseline_samples)},
         "fresh_process": {"status": "ok", "first_call_s": 0.25,
@@ -59,6 +59,8 @@ def results_file(tmp_path_factory):
     measured = [Case(cell, "inference", T=10, B=4, I=H, H=H, threads=threads)
                 for threads in (2, 1) for cell in ("lstm", "gru") for H in (8, 16)]
     measured += [Case("lstm", "training", T=T, B=4, I=8, H=8, threads=2) for T in (10, 20)]
+    measured += [Case(cell, "training", T=10, B=4, I=8, H=8, threads=2, layers=2,
+                      bidirectional=True, lengths="uniform:0.5") for cell in ("lstm", "gru")]
     unfinished = Case("lstm", "training", T=40, B=4, I=8, H=8, threads=2)
     plan = Plan(profile="fixture", cases=measured + [unfinished], implementations=IMPLS,
                 baseline="fast", timing=QUICK_TIMING, fresh_process=True)
@@ -100,7 +102,7 @@ def table_row(text, impl, first_cell, section="## lstm inference, 2 cores (all) 
 
 def test_report_tables_ratios_na_and_failures(text):
     assert text.startswith("# rnnbench results: fixture-run")
-    assert "**Incomplete run: 10 of 11 cases.**" in text
+    assert "**Incomplete run: 12 of 13 cases.**" in text
     assert "## lstm inference, 2 cores (all) (cpu, float32)" in text
     assert "## gru inference, 1 core (cpu, float32)" in text
     assert "cpu/float32/t2: 100.0 GFLOP/s (n = 1024)" in text
@@ -128,16 +130,46 @@ def test_report_tables_ratios_na_and_failures(text):
             in text)
 
 
+def section_rows(text, heading):
+    """The cells of every data row of the table under `heading`."""
+    section = text[text.index(heading) + len(heading):]
+    section = section[:section.find("\n#")] if "\n#" in section else section
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_stacked_bidirectional_and_variable_length_cases_have_their_own_tables(text):
+    plain = section_rows(text, "## lstm training, 2 cores (all) (cpu, float32)")
+    assert [row[0] for row in plain if row[0]] == ["10", "20"]  # the one-layer, full-length
+    assert text.index("## Stacked, bidirectional and variable-length layers") < text.index(
+        "### training, 2 cores (all) (cpu, float32)")
+    rows = section_rows(text, "### training, 2 cores (all) (cpu, float32)")
+    assert [row[:2] for row in rows if row[0]] == [["gru", "L2 bi len U[0.5T,T]"],
+                                                   ["lstm", "L2 bi len U[0.5T,T]"]]
+    case = Case("lstm", "training", T=10, B=4, I=8, H=8, threads=2, layers=2,
+                bidirectional=True, lengths="uniform:0.5")
+    fast, slow = rows[4], rows[5]
+    assert fast[2:8] == ["10", "4", "8", "8", f"{costs.must_keep_bytes(case) / 2 ** 20:.3g}",
+                         "fast"]
+    assert slow[7] == "slow" and slow[12].startswith("2.00 [")  # × the baseline, in the case
+    median = record(case)["implementations"]["fast"]["time"]["median"]
+    assert fast[13] == report._si(case.tokens / median)  # real tokens only
+
+
 def test_the_report_opens_with_the_fastest_kernel_per_case(text):
     assert text.index("## Which kernel here?") < text.index("## Environment")
     assert ("| 2 cores (all) | lstm | inference | 10 | 4 | 8 | 8 | **fast** 1 ms | slow 2.00× "
             "slower [") in text
+    assert "| 2 cores (all) | gru L2 bi len U[0.5T,T] | training | 10 | 4 | 8 | 8 | **fast**" in (
+        text)
 
 
 def test_gru_lstm_ratio_is_tabled_beside_the_flop_ratio(text):
     assert "## GRU / LSTM time ratio" in text
-    assert "| cpu | float32 | 2 | inference | 10 | 4 | 8 | 8 | fast | 0.75 [" in text
-    assert "| cpu | float32 | 1 | inference | 10 | 4 | 16 | 16 | slow | 0.75 [" in text
+    assert "| cpu | float32 | 2 | inference | 10 | 4 | 8 | 8 | – | fast | 0.75 [" in text
+    assert "| cpu | float32 | 1 | inference | 10 | 4 | 16 | 16 | – | slow | 0.75 [" in text
+    assert ("| cpu | float32 | 2 | training | 10 | 4 | 8 | 8 | L2 bi len U[0.5T,T] | fast | "
+            "0.75 [") in text
 
 
 def test_figures_are_drawn_and_linked(results_file, text):

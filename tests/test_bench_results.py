@@ -124,3 +124,21 @@ def test_retry_forgets_the_groups_with_failures_of_the_given_reasons(tmp_path):
     assert run.forget_failures(["timeout"]) == []
     assert run.forget_failures(["crashed"]) == [plan.cases[1].key]
     assert results.RunFile.load(path).remaining() == [plan.cases[1]]
+
+
+def test_a_file_written_before_the_layer_fields_loads_with_their_defaults(tmp_path):
+    plan = small_plan()
+    path = results.run_path(tmp_path, "old")
+    run = results.RunFile.create(path, "old", plan)
+    run.add_cases([{"key": plan.cases[0].key, "group": plan.cases[0].group,
+                    "case": plan.cases[0].to_dict(), "implementations": {}}])
+    data = json.loads(path.read_text())
+    for case in [*data["plan"]["cases"], data["cases"][0]["case"]]:
+        for field in ("layers", "bidirectional", "lengths"):
+            del case[field]
+    path.write_text(json.dumps(data))
+    loaded = results.RunFile.load(path)
+    assert loaded.plan == plan
+    assert loaded.remaining() == plan.cases[1:]
+    assert loaded.cases[0]["case"] == plan.cases[0].to_dict()
+    assert loaded.cases[0]["case"]["lengths"] is None

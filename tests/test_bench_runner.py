@@ -60,6 +60,19 @@ def test_a_case_record_holds_metrics_failures_and_na():
                                             "reason": "not trainable (no backward pass)"}
 
 
+def test_a_stacked_bidirectional_variable_length_group_is_measured_on_its_real_tokens():
+    group = [Case(cell, "training", T=6, B=4, I=3, H=5, layers=2, bidirectional=True,
+                  lengths="uniform:0.5") for cell in ("lstm", "gru")]
+    plan = dataclasses.replace(plan_for(group, ["torch", "torch-native"]), fresh_process=True)
+    for case, record in zip(group, runner.measure_group(group, plan, {})):
+        assert record["case"] == case.to_dict() and record["flops"] == costs.flops(case)
+        assert record["must_keep_bytes"] == costs.must_keep_bytes(case)
+        for entry in record["implementations"].values():  # outputs agreed with torch's
+            assert entry["status"] == "ok" and entry["fresh_process"]["status"] == "ok"
+            assert case.tokens < case.T * case.B
+            assert entry["tokens_per_s"] == pytest.approx(case.tokens / entry["time"]["median"])
+
+
 def test_the_kernel_that_ran_is_recorded():
     # PyTorch sends a float32 CPU LSTM to oneDNN where it has it, never a GRU; torch-native
     # switches oneDNN off.

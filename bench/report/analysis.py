@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from bench.speed import stats
+from bench.speed.cases import Case
 
 GRU_LSTM_FLOP_RATIO = 3 / 4
 
@@ -30,7 +31,10 @@ def core_budget(case: dict, cores: int | None) -> str:
 
 
 def gru_lstm_pairs(records: list[dict], seed: int = 0) -> list[dict]:
-    """GRU time / LSTM time per implementation, from the GRU and LSTM cases of one group."""
+    """GRU time / LSTM time per implementation, from the GRU and LSTM cases of one group.
+
+    The context is (T, B, I, H, the layer's variant: "" or e.g. "L2 bi").
+    """
     by_group = defaultdict(dict)
     for r in records:
         by_group[r["group"]][r["case"]["cell"]] = r
@@ -39,16 +43,15 @@ def gru_lstm_pairs(records: list[dict], seed: int = 0) -> list[dict]:
         if not {"gru", "lstm"} <= set(cells):
             continue
         gru, lstm = cells["gru"], cells["lstm"]
-        c = gru["case"]
+        c = Case.from_dict(gru["case"])
         for name, g in ok_entries(gru):
             lo = lstm["implementations"].get(name)
             if lo is None or lo["status"] != "ok":
                 continue
             r = stats.ratio_of_medians(g["samples_s"], lo["samples_s"], seed=seed)
-            pairs.append({"impl": name, "mode": c["mode"], "context": (c["T"], c["B"], c["I"],
-                                                                       c["H"]),
-                          "dtype": c["dtype"], "device": c["device"], "threads": c["threads"],
-                          **r})
+            pairs.append({"impl": name, "mode": c.mode,
+                          "context": (c.T, c.B, c.I, c.H, c.variant),
+                          "dtype": c.dtype, "device": c.device, "threads": c.threads, **r})
     return sorted(pairs, key=lambda p: (p["device"], p["dtype"], p["threads"], p["mode"],
                                         p["context"], p["impl"]))
 

@@ -5,8 +5,10 @@
 - the GRU/LSTM time ratio per implementation beside the 3/4 ratio of their FLOPs;
 - training peak memory against T per implementation, beside the bytes BPTT must keep.
 
-A sweep is drawn at one context (the other sizes held fixed): the one with the most points,
-named in the title. Error bars are the 95% intervals of the medians (two-stage bootstrap
+The figures draw the sweeps, whose layers are one layer, one direction, every sequence T
+long; the stacked, bidirectional and variable-length cases are tabled only. A sweep is drawn
+at one context (the other sizes held fixed): the one with the most points, named in the
+title. Error bars are the 95% intervals of the medians (two-stage bootstrap
 over the worker processes and their samples). The figures
 use matplotlib's object API with the Agg canvas, so nothing opens a window or touches the
 global pyplot state.
@@ -21,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench.report.analysis import GRU_LSTM_FLOP_RATIO, core_budget, gru_lstm_pairs, ok_entries
+from bench.speed.cases import Case
 
 MIB = 2 ** 20
 
@@ -93,7 +96,7 @@ def _throughput(records, axis, context_fields, keep, path: Path, what: str,
                 if c["mode"] != mode or c["cell"] != cell:
                     continue
                 for name, e in ok_entries(r):
-                    tokens = c["T"] * c["B"]
+                    tokens = Case.from_dict(c).tokens
                     lo, hi = tokens / e["time"]["ci95"][1], tokens / e["time"]["ci95"][0]
                     lines[name].append((c[axis], e["tokens_per_s"], lo, hi))
             for name, pts in sorted(lines.items()):
@@ -196,7 +199,8 @@ def draw(data: dict, out_dir: Path) -> list[tuple[str, Path]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = _colors(data["plan"]["implementations"])
     drawn = []
-    for (device, dtype, threads), records in sorted(_by_setting(data["cases"]).items()):
+    sweeps = [r for r in data["cases"] if not Case.from_dict(r["case"]).variant]
+    for (device, dtype, threads), records in sorted(_by_setting(sweeps).items()):
         tag = f"{device}-{dtype}-t{threads}"
         for caption, path in (
             (f"Throughput vs H (I = H), {tag}",

@@ -7,8 +7,9 @@ dtype, cell and mode, one row per implementation and case: the median time with 
 interval and IQR, the ratio of medians to the baseline taken within the case (with its
 interval), tokens/s, GFLOP/s and their fraction of the GEMM peak measured in the same run,
 the fresh-process peak memory beside the bytes BPTT must keep, the fresh-process first
-call, the threads that ran and the kernel. Then the GRU/LSTM ratios (each from one group,
-timed together) and, where the run holds their cases, the numba kernels' targets.
+call, the threads that ran and the kernel. Stacked, bidirectional and variable-length
+layers get tables of their own, with the same columns. Then the GRU/LSTM ratios (each from
+one group, timed together) and, where the run holds their cases, the numba kernels' targets.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from bench import io
 from bench.report import analysis, figures, targets
 from bench.speed import results
+from bench.speed.cases import Case
 from bench.workload import kernel_label
 
 MIB = 2 ** 20
@@ -83,9 +85,8 @@ def _threads(entry: dict) -> str:
     return "/".join(str(ran[k]) for k in ("torch", "numba") if k in ran) or DASH
 
 
-def _row(case: dict, first: bool, record: dict, name: str, entry: dict) -> str:
-    sizes = [str(case[k]) if first else "" for k in ("T", "B", "I", "H")]
-    keep = _mib(record["must_keep_bytes"]) if first else ""
+def _row(lead: list[str], record: dict, name: str, entry: dict) -> str:
+    """One implementation's row; `lead` the case's columns (blank after its first row)."""
     status = entry["status"]
     if status == "n/a":
         cells = ["", f"N/A: {entry['reason']}"] + [DASH] * 8
@@ -109,18 +110,24 @@ def _row(case: dict, first: bool, record: dict, name: str, entry: dict) -> str:
             _first_call(entry),
             _threads(entry),
         ]
-    return "| " + " | ".join(sizes + [keep, name] + cells) + " |"
+    return "| " + " | ".join(lead + [name] + cells) + " |"
 
 
-def _case_table(records: list[dict], baseline: str) -> list[str]:
-    header = ["T", "B", "I", "H", "must keep MiB", "implementation", "kernel",
-              "time ms [95% CI]", "IQR ms", "n/processes", f"× {baseline} [95% CI]",
-              "tokens/s", "GFLOP/s (% peak)", "peak MiB (× must keep)", "first call ms",
-              "threads torch/numba"]
+def _case_table(records: list[dict], baseline: str, variants: bool = False) -> list[str]:
+    """A row per implementation and case; `variants`: the cell and layer columns lead."""
+    header = (["cell", "layers, lengths"] if variants else []) + [
+        "T", "B", "I", "H", "must keep MiB", "implementation", "kernel",
+        "time ms [95% CI]", "IQR ms", "n/processes", f"× {baseline} [95% CI]",
+        "tokens/s", "GFLOP/s (% peak)", "peak MiB (× must keep)", "first call ms",
+        "threads torch/numba"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for record in sorted(records, key=lambda r: tuple(r["case"][k] for k in "TBIH")):
-        for i, (name, entry) in enumerate(record["implementations"].items()):
-            lines.append(_row(record["case"], i == 0, record, name, entry))
+    for record in sorted(records, key=_order):
+        case = Case.from_dict(record["case"])
+        lead = ([case.cell, case.variant] if variants else []) + [
+            str(case.T), str(case.B), str(case.I), str(case.H), _mib(record["must_keep_bytes"])]
+        for name, entry in record["implementations"].items():
+            lines.append(_row(lead, record, name, entry))
+            lead = [""] * len(lead)
     return lines
 
 
@@ -165,15 +172,32 @@ def _gru_lstm_table(cases: list[dict]) -> list[str]:
              "against 4). Ratio of medians of the GRU and LSTM cases of one group, timed "
              "together (same worker processes, interleaved); 95% interval paired by process.",
              "",
-             "| device | dtype | cores | mode | T | B | I | H | implementation | "
-             "GRU / LSTM [95% CI] |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| device | dtype | cores | mode | T | B | I | H | layers, lengths | "
+             "implementation | GRU / LSTM [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in pairs:
-        T, B, I, H = p["context"]
+        T, B, I, H, variant = p["context"]
         lines.append(f"| {p['device']} | {p['dtype']} | {p['threads']} | {p['mode']} | {T} | "
-                     f"{B} | {I} | {H} | {p['impl']} | {p['ratio']:.2f} "
+                     f"{B} | {I} | {H} | {variant or DASH} | {p['impl']} | {p['ratio']:.2f} "
                      f"{_interval(*p['ci95'], lambda v: f'{v:.2f}')} |")
     return lines + [""]
+
+
+def _variant_tables(variants: dict, baseline: str) -> list[str]:
+    """The stacked, bidirectional and variable-length cases, a table per mode and setting."""
+    if not variants:
+        return []
+    lines = ["## Stacked, bidirectional and variable-length layers", "",
+             "Layers beyond one layer, one direction and every sequence T long: Lk is nn's "
+             "num_layers=k; bi two directions (y holds both, 2·H wide); len U[aT,T] a batch "
+             "of lengths drawn uniformly from [aT, T], one of them T (a fixed draw per case), "
+             "passed as a PackedSequence, so tokens/s and GFLOP/s count its real tokens only. "
+             f"Measured as every other case: × {baseline} is the ratio within the case, from "
+             "the same processes.", ""]
+    for (budget, device, dtype, mode), records in variants.items():
+        lines += [f"### {mode}, {budget} ({device}, {dtype})", "",
+                  *_case_table(records, baseline, variants=True), ""]
+    return lines
 
 
 def _summary(cases: list[dict], cores: int | None) -> list[str]:
@@ -183,7 +207,7 @@ def _summary(cases: list[dict], cores: int | None) -> list[str]:
         best = analysis.fastest(record)
         if best is None:
             continue
-        c = record["case"]
+        c = Case.from_dict(record["case"])
         if best["runner_up"] is None:
             margin = "the only one measured"
         else:
@@ -191,9 +215,9 @@ def _summary(cases: list[dict], cores: int | None) -> list[str]:
             tied = " (tied: the interval reaches 1)" if m["ci95"][0] <= 1 else ""
             margin = (f"{best['runner_up']} {m['ratio']:.2f}× slower "
                       f"{_interval(*m['ci95'], lambda v: f'{v:.2f}')}{tied}")
-        rows.append(f"| {analysis.core_budget(c, cores)} | {c['cell']} | {c['mode']} | "
-                    f"{c['T']} | {c['B']} | {c['I']} | {c['H']} | **{best['impl']}** "
-                    f"{_seconds(best['median_s'])} ms | {margin} |")
+        rows.append(f"| {analysis.core_budget(record['case'], cores)} | "
+                    f"{f'{c.cell} {c.variant}'.strip()} | {c.mode} | {c.T} | {c.B} | {c.I} | "
+                    f"{c.H} | **{best['impl']}** {_seconds(best['median_s'])} ms | {margin} |")
     if not rows:
         return []
     return ["## Which kernel here?", "",
@@ -204,9 +228,9 @@ def _summary(cases: list[dict], cores: int | None) -> list[str]:
 
 
 def _order(record: dict):
-    c = record["case"]
-    return (-c["threads"], c["device"], c["dtype"], c["cell"], c["mode"], c["T"], c["B"],
-            c["I"], c["H"])
+    c = Case.from_dict(record["case"])
+    return (-c.threads, c.device, c.dtype, c.cell, c.mode, c.layers, c.bidirectional,
+            c.lengths or "", c.T, c.B, c.I, c.H)
 
 
 def _failures(cases: list[dict]) -> list[str]:
@@ -256,9 +280,11 @@ def render(data: dict, figure_paths: list[tuple[str, Path]], out_dir: Path,
         "differ only in the cell) is timed in the same processes, interleaved call by call.",
         f"- × {plan['baseline']}: ratio of medians to the baseline within the same case, "
         "95% bootstrap interval. Ratios are the currency; absolute times drift between runs.",
-        "- tokens/s = T·B / median time. GFLOP/s counts GEMM FLOPs only "
-        "(`bench/speed/costs.py`: forward 2·T·B·G·H·(I+H), training 3× that less 2·B·G·H²); "
-        "% peak is against the GEMM peak measured in this run:",
+        "- tokens/s = real tokens / median time: the sum of the sequence lengths, T·B when "
+        "every sequence is T long. GFLOP/s counts GEMM FLOPs only (`bench/speed/costs.py`: "
+        "forward 2·N·G·H·(I+H) per layer and direction, N the real tokens and I the layer's "
+        "input size, training 3× that less 2·B·G·H²); % peak is against the GEMM peak "
+        "measured in this run:",
     ]
     for key, peak in sorted(data["gemm_peak"].items()):
         lines.append(f"  {key}: {peak['gflops']:.1f} GFLOP/s (n = {peak['n']}).")
@@ -275,14 +301,18 @@ def render(data: dict, figure_paths: list[tuple[str, Path]], out_dir: Path,
         lines += ["## Figures", ""]
         for caption, path in figure_paths:
             lines += [f"![{caption}]({path.relative_to(out_dir).as_posix()})", ""]
-    groups = defaultdict(list)
+    plain, variants = defaultdict(list), defaultdict(list)
     for record in sorted(cases, key=_order):
-        c = record["case"]
-        groups[(analysis.core_budget(c, cores), c["device"], c["dtype"], c["cell"],
-                c["mode"])].append(record)
-    for (budget, device, dtype, cell, mode), records in groups.items():
+        c = Case.from_dict(record["case"])
+        setting = (analysis.core_budget(record["case"], cores), c.device, c.dtype)
+        if c.variant:
+            variants[(*setting, c.mode)].append(record)
+        else:
+            plain[(*setting, c.cell, c.mode)].append(record)
+    for (budget, device, dtype, cell, mode), records in plain.items():
         lines += [f"## {cell} {mode}, {budget} ({device}, {dtype})", "",
                   *_case_table(records, plan["baseline"]), ""]
+    lines += _variant_tables(variants, plan["baseline"])
     lines += _gru_lstm_table(cases)
     lines += targets.markdown(cases)
     lines += _failures(cases)

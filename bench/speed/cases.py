@@ -1,13 +1,15 @@
 """What to measure: cases, the grids that generate them, and the named profiles.
 
 A case is one layer shape and setting: cell, mode (the two calls of `bench.workload`),
-sequence length T, batch B, input size I, hidden size H, dtype, device, and the core budget
+sequence length T, batch B, input size I, hidden size H, dtype, device, the core budget
 (threads) that every implementation gets in it: torch's threads, numba's, and the BLAS under
-each. Cases that differ only in their cell form a group, timed together (interleaved in the
-same worker processes), so that a GRU/LSTM ratio is taken within one run. A profile is a
-union of grids (each grid a cartesian product) plus the timing settings it is measured with.
-Built-in profiles are sweeps around a base point, so that the report can draw throughput
-against H, against B, and memory against T, each at all cores, and a few points on one core.
+each; and the layer's stacking (layers, one or two directions) and sequence lengths (all T,
+or drawn from a distribution such as "uniform:0.5", lengths in [T/2, T]). Cases that differ
+only in their cell form a group, timed together (interleaved in the same worker processes),
+so that a GRU/LSTM ratio is taken within one run. A profile is a union of grids (each grid a
+cartesian product) plus the timing settings it is measured with. Built-in profiles are
+sweeps around a base point, so that the report can draw throughput against H, against B, and
+memory against T, each at all cores, and a few points on one core.
 
 A custom profile comes from command-line flags (``--T 100 --B 1,64 --H 256``) or a TOML
 file (``--config grid.toml``)::
@@ -24,6 +26,9 @@ file (``--config grid.toml``)::
     B = [1, 64]
     H = [256]
     # I = [256]                          # default: I = H
+    # layers = [2]                       # nn's num_layers (default: [1])
+    # bidirectional = [true]             # default: [false]
+    # lengths = ["uniform:0.5"]          # default: every sequence T long
     # modes = ["training"]               # a grid may narrow cells / modes
     # threads = [1]                      # default: the profile's (["all"]: every usable core)
 
@@ -41,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.workload import DTYPES as TORCH_DTYPES
-from bench.workload import MODES
+from bench.workload import MODES, lengths_fraction, lengths_label, sequence_lengths
 from impls import CELLS
 
 DTYPES = tuple(TORCH_DTYPES)
@@ -52,6 +57,8 @@ ALL_CORES = "all"
 DEFAULT_CELLS = ("lstm", "gru", "rnn_tanh")
 
 _CASE_FIELDS = ("cell", "mode", "T", "B", "I", "H", "dtype", "device", "threads")
+#: Fields added later, with defaults: a results file written before them still loads.
+_LAYER_FIELDS = {"layers": 1, "bidirectional": False, "lengths": None}
 
 
 def _check_choice(what: str, value, allowed: Sequence[str]) -> None:
@@ -62,6 +69,20 @@ def _check_choice(what: str, value, allowed: Sequence[str]) -> None:
 def _check_positive_int(what: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{what} must be a positive int, got {value!r}")
+
+
+def _check_bool(what: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be true or false, got {value!r}")
+
+
+def _check_lengths(what: str, value) -> None:
+    if value is not None:
+        try:
+            lengths_fraction(value)
+        except ValueError:
+            raise ValueError(f"{what} must be None (every sequence T long) or 'uniform:F' "
+                             f"with 0 < F <= 1, got {value!r}") from None
 
 
 def _check_threads(what: str, value) -> None:
@@ -75,7 +96,11 @@ def _check_threads(what: str, value) -> None:
 
 @dataclass(frozen=True)
 class Case:
-    """One measured setting; `key` names it in results files."""
+    """One measured setting; `key` names it in results files.
+
+    `layers` is nn's num_layers; `lengths` None (every sequence T long) or a distribution
+    spec of `bench.workload.sequence_lengths`, such as "uniform:0.5".
+    """
 
     cell: str
     mode: str
@@ -86,14 +111,19 @@ class Case:
     dtype: str = "float32"
     device: str = "cpu"
     threads: int = 1
+    layers: int = 1
+    bidirectional: bool = False
+    lengths: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("case cell", self.cell, CELLS)
         _check_choice("case mode", self.mode, MODES)
-        for name in ("T", "B", "I", "H", "threads"):
+        for name in ("T", "B", "I", "H", "threads", "layers"):
             _check_positive_int(f"case {name}", getattr(self, name))
         _check_choice("case dtype", self.dtype, DTYPES)
         _check_choice("case device", self.device, DEVICES)
+        _check_bool("case bidirectional", self.bidirectional)
+        _check_lengths("case lengths", self.lengths)
 
     @property
     def key(self) -> str:
@@ -102,24 +132,51 @@ class Case:
     @property
     def group(self) -> str:
         """The key without the cell: the cases timed together."""
+        layer = "".join(f"/{in_key}" for in_key, _ in self._layer_parts())
         return (f"{self.mode}/T{self.T}/B{self.B}/I{self.I}/H{self.H}/{self.dtype}/"
-                f"{self.device}/t{self.threads}")
+                f"{self.device}/t{self.threads}{layer}")
+
+    @property
+    def variant(self) -> str:
+        """What sets the layer apart from one layer, one direction, every sequence T long:
+        e.g. "L2 bi", "len U[0.5T,T]"; "" for none of it."""
+        return " ".join(label for _, label in self._layer_parts())
+
+    def _layer_parts(self) -> list[tuple[str, str]]:
+        """(in the key, for a reader) of each non-default layer field; keys of cases without
+        any stay what they were before these fields existed."""
+        parts = []
+        if self.layers != 1:
+            parts.append((f"L{self.layers}", f"L{self.layers}"))
+        if self.bidirectional:
+            parts.append(("bi", "bi"))
+        if self.lengths is not None:
+            parts.append((f"len-{self.lengths}", f"len {lengths_label(self.lengths)}"))
+        return parts
+
+    @property
+    def tokens(self) -> int:
+        """The real tokens of one call: the sum of the sequence lengths (T*B when all are T)."""
+        return sum(sequence_lengths(self.lengths, self.T, self.B))
 
     def workload_args(self) -> dict:
         """The arguments of `bench.workload.Workload` after the implementation's name."""
         return {"cell": self.cell, "mode": self.mode, "T": self.T, "B": self.B, "I": self.I,
-                "H": self.H, "dtype": self.dtype, "device": self.device}
+                "H": self.H, "layers": self.layers, "bidirectional": self.bidirectional,
+                "lengths": self.lengths, "dtype": self.dtype, "device": self.device}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> Case:
-        if not isinstance(data, dict) or set(data) != set(_CASE_FIELDS):
+        """A case from its fields; the layer fields may be missing (older results files)."""
+        if (not isinstance(data, dict) or not set(_CASE_FIELDS) <= set(data)
+                or not set(data) <= set(_CASE_FIELDS) | set(_LAYER_FIELDS)):
             got = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"a case must have exactly the fields {list(_CASE_FIELDS)}, "
-                             f"got {got}")
-        return cls(**data)
+            raise ValueError(f"a case must have the fields {list(_CASE_FIELDS)} and may have "
+                             f"{list(_LAYER_FIELDS)}, got {got}")
+        return cls(**{**_LAYER_FIELDS, **data})
 
 
 @dataclass(frozen=True)
@@ -177,7 +234,7 @@ class Timing:
 
 @dataclass(frozen=True)
 class Grid:
-    """A cartesian product of sizes; `I=None` ties the input size to H."""
+    """A cartesian product of sizes and layer settings; `I=None` ties the input size to H."""
 
     T: tuple[int, ...]
     B: tuple[int, ...]
@@ -186,18 +243,24 @@ class Grid:
     modes: tuple[str, ...] | None = None
     cells: tuple[str, ...] | None = None
     threads: tuple[int | str, ...] | None = None
+    layers: tuple[int, ...] = (1,)
+    bidirectional: tuple[bool, ...] = (False,)
+    lengths: tuple[str | None, ...] = (None,)
 
     def __post_init__(self) -> None:
         for v in self.threads or ():
             _check_threads("grid threads entry", v)
-        for name in ("T", "B", "H", "I"):
+        for name in ("T", "B", "H", "I", "layers", "bidirectional", "lengths"):
             values = getattr(self, name)
-            if values is None:
-                continue
-            if not values:
-                raise ValueError(f"grid {name} must list at least one size, got none")
-            for v in values:
+            if values is not None and not values:
+                raise ValueError(f"grid {name} must list at least one value, got none")
+        for name in ("T", "B", "H", "I", "layers"):
+            for v in getattr(self, name) or ():
                 _check_positive_int(f"grid {name} entry", v)
+        for v in self.bidirectional:
+            _check_bool("grid bidirectional entry", v)
+        for v in self.lengths:
+            _check_lengths("grid lengths entry", v)
         for name, allowed in (("modes", MODES), ("cells", CELLS)):
             for v in getattr(self, name) or ():
                 _check_choice(f"grid {name} entry", v, allowed)
@@ -208,10 +271,12 @@ class Grid:
         modes = [m for m in modes if self.modes is None or m in self.modes]
         budgets = [cores if t == ALL_CORES else t for t in (self.threads or threads)]
         out = []
-        for threads_, device, dtype, mode, T, B, H, cell in itertools.product(
-                budgets, devices, dtypes, modes, self.T, self.B, self.H, cells):
+        for (threads_, device, dtype, mode, T, B, H, layers, bidirectional, lengths,
+             cell) in itertools.product(budgets, devices, dtypes, modes, self.T, self.B, self.H,
+                                        self.layers, self.bidirectional, self.lengths, cells):
             for I in (self.I or (H,)):
-                out.append(Case(cell, mode, T, B, I, H, dtype, device, threads_))
+                out.append(Case(cell, mode, T, B, I, H, dtype, device, threads_, layers,
+                                bidirectional, lengths))
         return out
 
 
@@ -270,26 +335,32 @@ GATED = ("lstm", "gru")
 #: The largest shapes are timed forward only: their training calls take seconds each, and the
 #: profile must stay within its 15 minutes.
 INFERENCE = ("inference",)
+#: Variable-length batches: lengths uniform in [T/2, T].
+HALF_TO_FULL = "uniform:0.5"
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile(
         name="quick",
-        description="two-point sweeps of H, B and T around T=50, B=16, I=H=128, and one "
-                    "single-core point: a smoke run of every table and figure (about 3 "
-                    "minutes on 2 cores)",
+        description="two-point sweeps of H, B and T around T=50, B=16, I=H=128, one "
+                    "single-core point, and a 2-layer bidirectional variable-length forward: "
+                    "a smoke run of every table and figure (about 3 minutes on 2 cores)",
         grids=(Grid(T=(50,), B=(16,), H=(128,)),
                Grid(T=(50,), B=(16,), H=(256,), cells=GATED),
                Grid(T=(50,), B=(1,), H=(128,), cells=GATED),
                Grid(T=(100,), B=(16,), H=(128,), modes=("training",), cells=GATED),
-               Grid(T=(50,), B=(16,), H=(128,), threads=ONE_CORE, cells=GATED)),
+               Grid(T=(50,), B=(16,), H=(128,), threads=ONE_CORE, cells=GATED),
+               Grid(T=(50,), B=(16,), H=(128,), cells=GATED, modes=INFERENCE, layers=(2,),
+                    bidirectional=(True,), lengths=(HALF_TO_FULL,))),
         timing=QUICK_TIMING,
     ),
     Profile(
         name="default",
         description="LSTM and GRU around T=100, B=64, I=H=256 on all cores: H 64 to 512 and "
-                    "B 1 to 128 (the largest only forward), T 100 and 1000 in training; B=1 "
-                    "and 64 on one core (B=64 forward); the tanh RNN at the base point (under "
-                    "15 minutes on 2 cores)",
+                    "B 1 to 128 (the largest only forward; H=512 is the shape of PyTorch's "
+                    "RNN benchmarks, benchmarks/fastrnns), T 100 and 1000 in training; B=1 "
+                    "and 64 on one core (B=64 forward); the tanh RNN at the base point; a "
+                    "2-layer bidirectional layer (T=50, B=32, I=H=256) and lengths uniform in "
+                    "[T/2, T] at the base point (under 15 minutes on 2 cores)",
         grids=(Grid(T=(100,), B=(64,), H=(256,)),
                Grid(T=(100,), B=(64,), H=(64,), cells=GATED),
                Grid(T=(100,), B=(64,), H=(512,), cells=GATED, modes=INFERENCE),
@@ -298,17 +369,23 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
                Grid(T=(100, 1000), B=(32,), H=(128,), modes=("training",), cells=GATED),
                Grid(T=(100,), B=(1,), H=(256,), threads=ONE_CORE, cells=GATED),
                Grid(T=(100,), B=(64,), H=(256,), threads=ONE_CORE, cells=GATED,
-                    modes=INFERENCE)),
+                    modes=INFERENCE),
+               Grid(T=(50,), B=(32,), H=(256,), cells=GATED, layers=(2,),
+                    bidirectional=(True,)),
+               Grid(T=(100,), B=(64,), H=(256,), cells=GATED, lengths=(HALF_TO_FULL,))),
         timing=DEFAULT_TIMING,
     ),
     Profile(
         name="full",
-        description="wider sweeps, every cell, float32 and float64, on all cores and on one "
+        description="wider sweeps, every cell, float32 and float64, on all cores and on one; "
+                    "1 and 2 layers in one and two directions; lengths uniform in [T/2, T] "
                     "(hours on 2 cores)",
         grids=(Grid(T=(100,), B=(64,), H=(32, 64, 128, 256, 512, 1024)),
                Grid(T=(100,), B=(1, 4, 16, 32, 64, 128, 256), H=(256,)),
                Grid(T=(50, 100, 300, 1000, 2000), B=(32,), H=(128,)),
-               Grid(T=(100,), B=(64,), H=(256,), I=(64, 1024))),
+               Grid(T=(100,), B=(64,), H=(256,), I=(64, 1024)),
+               Grid(T=(100,), B=(32,), H=(256,), layers=(1, 2), bidirectional=(False, True)),
+               Grid(T=(100,), B=(64,), H=(256,), lengths=(HALF_TO_FULL,))),
         timing=FULL_TIMING,
         cells=CELLS,
         dtypes=("float32", "float64"),
@@ -363,7 +440,8 @@ def grid_profile(*, T: Sequence[int], B: Sequence[int], H: Sequence[int],
 
 _TOML_KEYS = {"description", "cells", "modes", "dtypes", "devices", "threads", "grid",
               "timing"}
-_GRID_KEYS = {"T", "B", "H", "I", "modes", "cells", "threads"}
+_GRID_KEYS = {"T", "B", "H", "I", "modes", "cells", "threads", "layers", "bidirectional",
+              "lengths"}
 
 
 def _toml_list(where: str, value) -> tuple:

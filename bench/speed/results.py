@@ -27,7 +27,11 @@ Schema ``rnnbench.bench-results``, version 2::
       ]
     }
 
-    <case>  = {"cell", "mode", "T", "B", "I", "H", "dtype", "device", "threads"}
+    <case>  = {"cell", "mode", "T", "B", "I", "H", "dtype", "device", "threads",
+               "layers", "bidirectional", "lengths"}      see bench.speed.cases.Case;
+              files written before the last three lack them, which `load` fills in as
+              1, false and null (one layer, one direction, every sequence T long): what
+              those runs measured. A key names them only where they are not those.
     <entry> = {"status": "n/a", "reason": "..."}                 unsupported: never a number
             | {"status": "failed", "reason": "exception" | "out of memory" | "time budget"
                                              | "timeout" | "crashed",
@@ -40,7 +44,8 @@ Schema ``rnnbench.bench-results``, version 2::
                "autograd_node": "MkldnnRnnLayerBackward0" | ...,  the kernel that ran
                "time": {"n", "processes", "median", "q1", "q3", "iqr", "min",
                         "ci95": [lo, hi]},                 between-process spread included
-               "tokens_per_s": T*B/median, "gflops": flops/median/1e9,
+               "tokens_per_s": tokens/median,  tokens: the sum of the sequence lengths
+               "gflops": flops/median/1e9,
                "peak_fraction": gflops / gemm_peak of the device, dtype and threads,
                "ratio": {"baseline": "torch", "ratio": <median/baseline median>,
                          "ci95": [lo, hi]} | {"baseline": "torch", "unavailable": "why"},
@@ -127,8 +132,11 @@ class RunFile:
                              f"{', '.join(missing[:5])}")
         try:
             Plan.from_dict(data["plan"])
+            data["plan"]["cases"] = [Case.from_dict(c).to_dict() for c in data["plan"]["cases"]]
+            for record in data["cases"]:
+                record["case"] = Case.from_dict(record["case"]).to_dict()
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: its plan cannot be read ({exc!r})") from None
+            raise ValueError(f"{path}: its plan or cases cannot be read ({exc!r})") from None
         io.remove_leftovers(path)
         return cls(path, data)
 

@@ -35,7 +35,7 @@ def case_unsupported(impl_name: str, case: Case) -> str | None:
 def _summarise(entry: dict, case: Case, flops: int, peak: dict | None, seed: int) -> None:
     entry["time"] = summary = stats.summarize(entry["samples_s"], seed=seed)
     median = summary["median"]
-    entry["tokens_per_s"] = case.T * case.B / median
+    entry["tokens_per_s"] = case.tokens / median
     entry["gflops"] = flops / median / 1e9
     entry["peak_fraction"] = entry["gflops"] / peak["gflops"] if peak else None
 

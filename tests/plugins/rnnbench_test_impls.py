@@ -12,6 +12,7 @@ import signal
 import time
 
 import torch
+from torch.nn.utils.rnn import PackedSequence
 
 import impls
 
@@ -115,12 +116,14 @@ def _logged(name):
     in the backward (all ones, as from y.sum().backward(), or not)."""
     def wrap(call, layer):
         def logged(x, *state):
-            _log(f"{name} forward {int(torch.is_grad_enabled())} {int(x.requires_grad)}")
-            y, *rest = call(x, *state)
+            rows = x[0] if isinstance(x, PackedSequence) else x
+            _log(f"{name} forward {int(torch.is_grad_enabled())} {int(rows.requires_grad)}")
+            out, *rest = call(x, *state)
+            y = out[0] if isinstance(out, PackedSequence) else out
             if y.requires_grad:
                 y.register_hook(lambda g: _log(f"{name} backward "
                                                f"{int(bool((g == 1).all()))}"))
-            return (y, *rest)
+            return (out, *rest)
         return logged
     return wrap
 

@@ -385,8 +385,11 @@ def _project_block(x, w_ih, H, u0, u1, row0, row1, proj):
 
 # -- LSTM --------------------------------------------------------------------------------------
 #
-# Every kernel takes the steps first, starts and sizes (T,), and the team arguments last:
-# u0, u1 (the own hidden units), sync (the barrier, shared), team (the number of threads); the
+# Every kernel takes the steps first, starts and sizes (T,), then its buffers, then its scratch,
+# which the caller makes per thread with NumPy (where scratch falls relative to the gate
+# buffer's 4 KiB pages moves the LSTM backward's time by up to 30%; made in the kernel, it
+# fell 10% slower), and the team arguments last: u0, u1 (the own hidden units), sync (the
+# barrier, shared), team (the number of threads); the
 # backward kernels also k (this thread's index) and partials (team, 2, B, H_out), where thread
 # k leaves its share of dh_{t-1} (two slots, alternating with t, so that no thread overwrites
 # a share another is still summing). w_own is (gates * (u1 - u0), H_out): W_hh's rows of the
@@ -394,15 +397,15 @@ def _project_block(x, w_ih, H, u0, u1, row0, row1, proj):
 
 
 @njit(**_JIT)
-def lstm_forward(starts, sizes, gates, w_own, w_hr, h0, c0, y, c, m, u0, u1, sync, team):
+def lstm_forward(starts, sizes, gates, w_own, w_hr, h0, c0, y, c, m, rec, u0, u1, sync, team):
     """gates (N, 4H): x W_ih^T + b_ih + b_hh in, the activated i, f, g, o out (own units).
 
     h0 (B, H_out), c0 (B, H); fills c (N, H) and y (N, H_out). m (N, H) receives
     m_t = o tanh(c_t): it is y itself without a projection; with one, y = m W_hr^T.
+    rec (B, 4n): scratch for h_{t-1} W_hh^T, own units.
     """
     H, n = c.shape[1], u1 - u0
     projected = w_hr.shape[0] > 0
-    rec = np.empty((sizes[0], 4 * n), y.dtype)   # h_{t-1} W_hh^T, own units
     for t in range(sizes.size):
         r0, rows = starts[t], sizes[t]
         c_prev = _previous(c0, c, starts, t, rows)
@@ -423,19 +426,17 @@ def lstm_forward(starts, sizes, gates, w_own, w_hr, h0, c0, y, c, m, u0, u1, syn
 
 
 @njit(**_JIT)
-def lstm_inference(starts, sizes, x, w_ih, bias, w_own, w_hr, h0, c, y, block_steps,
+def lstm_inference(starts, sizes, x, w_ih, bias, w_own, w_hr, h0, c, y, rec, proj, m,
                    u0, u1, sync, team):
     """Fills y (N, H_out) and turns c (B, H) from c0 into c_n, own units, storing no gates.
 
-    x (N, I); w_ih (4H, I); bias (4H,): b_ih + b_hh. The input projection is made
-    `block_steps` steps at a time into a reused buffer. The sums run in `lstm_forward`'s
-    order, so both give the same y.
+    x (N, I); w_ih (4H, I); bias (4H,): b_ih + b_hh. Scratch: rec (B, 4n); proj (4, k*B, n),
+    where the input projection is made k steps at a time; m (B, H) with a projection, else
+    (0, H). The sums run in `lstm_forward`'s order, so both give the same y.
     """
     H, n, B = c.shape[1], u1 - u0, sizes[0]
     projected = w_hr.shape[0] > 0
-    rec = np.empty((B, 4 * n), y.dtype)
-    proj = np.empty((4, block_steps * B, n), y.dtype)
-    m = np.empty((B if projected else 0, H), y.dtype)
+    block_steps = proj.shape[1] // B
     b_i, b_f, b_g, b_o = _own(bias, H, u0, u1, 4)
     T = sizes.size
     for t0 in range(0, T, block_steps):
@@ -462,20 +463,19 @@ def lstm_inference(starts, sizes, x, w_ih, bias, w_own, w_hr, h0, c, y, block_st
 
 
 @njit(**_JIT)
-def lstm_backward(starts, sizes, gates, c, c0, w_own, w_hr, dy, dh, dc, dh_rows,
+def lstm_backward(starts, sizes, gates, c, c0, w_own, w_hr, dy, dh, dc, dh_rows, d_own, dm,
                   u0, u1, sync, team, k, partials):
     """gates: the activated i, f, g, o in, dX = dH = d(pre-activation) out (own units).
 
     dy (N, H_out), or (0, H_out) when y receives no gradient; dh (B, H_out), dc (B, H): the
     gradients wrt h_n, c_n in, wrt h0, c0 out (own units). With a projection, dh_rows (N, P)
-    receives every step's dh, for dW_hr.
+    receives every step's dh, for dW_hr. Scratch: d_own (B, 4n), the da sent back; dm
+    (B, H) with a projection, else (0, H).
     """
     T, H, n = sizes.size, c.shape[1], u1 - u0
     projected = w_hr.shape[0] > 0
     # The state columns this thread owns: its units' without a projection, all P with one.
     s0, s1 = (0, dh.shape[1]) if projected else (u0, u1)
-    d_own = np.empty((sizes[0], 4 * n), dh.dtype)        # da, own units: sent back
-    dm = np.empty((sizes[0] if projected else 0, H), dh.dtype)
     for t in range(T - 1, -1, -1):
         r0, rows = starts[t], sizes[t]
         sent_back = sizes[t + 1] if t + 1 < T else 0
@@ -507,13 +507,12 @@ def lstm_backward(starts, sizes, gates, c, c0, w_own, w_hr, dy, dh, dc, dh_rows,
 
 
 @njit(**_JIT)
-def gru_forward(starts, sizes, gates, w_own, b_hh, h0, hn, y, u0, u1, sync, team):
+def gru_forward(starts, sizes, gates, w_own, b_hh, h0, hn, y, rec, u0, u1, sync, team):
     """gates (N, 3H): x W_ih^T + b_ih in, the activated r, z, n out (own units).
 
-    b_hh (3H,); h0 (B, H); fills hn and y (N, H) for the own units.
+    b_hh (3H,); h0 (B, H); fills hn and y (N, H) for the own units; rec (B, 3n) is scratch.
     """
     H, n = y.shape[1], u1 - u0
-    rec = np.empty((sizes[0], 3 * n), y.dtype)
     b_r, b_z, b_n, _ = _own(b_hh, H, u0, u1, 3)
     for t in range(sizes.size):
         r0, rows = starts[t], sizes[t]
@@ -533,17 +532,16 @@ def gru_forward(starts, sizes, gates, w_own, b_hh, h0, hn, y, u0, u1, sync, team
 
 
 @njit(**_JIT)
-def gru_inference(starts, sizes, x, w_ih, b_ih, w_own, b_hh, h0, y, block_steps,
+def gru_inference(starts, sizes, x, w_ih, b_ih, w_own, b_hh, h0, y, rec, proj,
                   u0, u1, sync, team):
     """Fills y (N, H) for the own units, storing no gates and no hn.
 
-    x (N, I); w_ih (3H, I); b_ih, b_hh (3H,). The input projection is made `block_steps`
-    steps at a time into a reused buffer. The sums run in `gru_forward`'s order, so both
-    give the same y.
+    x (N, I); w_ih (3H, I); b_ih, b_hh (3H,). Scratch: rec (B, 3n); proj (3, k*B, n), where
+    the input projection is made k steps at a time. The sums run in `gru_forward`'s order,
+    so both give the same y.
     """
     H, n, B = y.shape[1], u1 - u0, sizes[0]
-    rec = np.empty((B, 3 * n), y.dtype)
-    proj = np.empty((3, block_steps * B, n), y.dtype)
+    block_steps = proj.shape[1] // B
     bx_r, bx_z, bx_n, _ = _own(b_ih, H, u0, u1, 3)
     b_r, b_z, b_n, _ = _own(b_hh, H, u0, u1, 3)
     T = sizes.size
@@ -569,16 +567,15 @@ def gru_inference(starts, sizes, x, w_ih, b_ih, w_own, b_hh, h0, y, block_steps,
 
 
 @njit(**_JIT)
-def gru_backward(starts, sizes, gates, hn, y, h0, w_own, dy, dh, u0, u1, sync, team, k,
-                 partials):
+def gru_backward(starts, sizes, gates, hn, y, h0, w_own, dy, dh, d_own, dh_direct,
+                 u0, u1, sync, team, k, partials):
     """gates: the activated r, z, n in, dX out; hn in, the n block of dH out (own units).
 
     dy (N, H) or (0, H); dh (B, H): the gradient wrt h_n in, wrt h0 out (own units). The
-    direct part of dh_{t-1}, dh z, travels in this thread's partial, with dH W_hh.
+    direct part of dh_{t-1}, dh z, travels in this thread's partial, with dH W_hh. Scratch:
+    d_own (B, 3n), the dH sent back; dh_direct (B, n).
     """
     T, H, n = sizes.size, y.shape[1], u1 - u0
-    d_own = np.empty((sizes[0], 3 * n), dh.dtype)        # dH, own units: sent back
-    dh_direct = np.empty((sizes[0], n), dh.dtype)
     for t in range(T - 1, -1, -1):
         r0, rows = starts[t], sizes[t]
         sent_back = sizes[t + 1] if t + 1 < T else 0
@@ -608,13 +605,12 @@ def gru_backward(starts, sizes, gates, hn, y, h0, w_own, dy, dh, u0, u1, sync, t
 
 
 @njit(**_JIT)
-def rnn_forward(starts, sizes, y, w_own, h0, is_relu, u0, u1, sync, team):
+def rnn_forward(starts, sizes, y, w_own, h0, is_relu, rec, u0, u1, sync, team):
     """y (N, H): x W_ih^T + b_ih + b_hh in, h_t = tanh(a), or relu(a) if `is_relu`, out.
 
-    Own units only.
+    Own units only; rec (B, n) is scratch.
     """
     n = u1 - u0
-    rec = np.empty((sizes[0], n), y.dtype)
     for t in range(sizes.size):
         r0, rows = starts[t], sizes[t]
         np.dot(_previous(h0, y, starts, t, rows), w_own.T, rec[:rows])
@@ -631,14 +627,13 @@ def rnn_forward(starts, sizes, y, w_own, h0, is_relu, u0, u1, sync, team):
 
 
 @njit(**_JIT)
-def rnn_backward(starts, sizes, y, w_own, dy, dh, is_relu, da, u0, u1, sync, team, k,
+def rnn_backward(starts, sizes, y, w_own, dy, dh, is_relu, da, d_own, u0, u1, sync, team, k,
                  partials):
     """Fills da (N, H) with d(pre-activation); dh (B, H): wrt h_n in, wrt h0 out.
 
-    Own units only.
+    Own units only; d_own (B, n) is scratch.
     """
     T, n = sizes.size, u1 - u0
-    d_own = np.empty((sizes[0], n), dh.dtype)
     for t in range(T - 1, -1, -1):
         r0, rows = starts[t], sizes[t]
         sent_back = sizes[t + 1] if t + 1 < T else 0

@@ -325,18 +325,22 @@ class Team:
     def size(self) -> int:
         return len(self.bounds)
 
-    def run(self, call, backward: bool = False):
-        """``call(w_own, u0, u1, sync, size[, k, partials])`` once per member, all at once.
+    def run(self, call, scratch, backward: bool = False):
+        """``call(w_own, *scratch arrays, u0, u1, sync, size[, k, partials])`` once per member,
+        all at once.
 
-        A backward member also gets its index k and the shared partials (size, 2, B, H_out),
-        where it leaves its share of dh_{t-1}.
+        scratch(n): the shapes of a member's scratch arrays, for its n units. A backward member
+        also gets its index k and the shared partials (size, 2, B, H_out), where it leaves its
+        share of dh_{t-1}.
         """
         sync = np.zeros(2, dtype=np.int64)
         partials = np.empty(self._partials_shape, self._dtype) if backward else None
 
         def member(k):
             u0, u1 = self.bounds[k]
-            call(self.w_own[k], u0, u1, sync, self.size, *((k, partials) if backward else ()))
+            arrays = [np.empty(shape, self._dtype) for shape in scratch(u1 - u0)]
+            call(self.w_own[k], *arrays, u0, u1, sync, self.size,
+                 *((k, partials) if backward else ()))
 
         run_members([lambda k=k: member(k) for k in range(self.size)], sync)
 
@@ -353,7 +357,8 @@ def _lstm(steps, team, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
     g, h0n, c0n, yn, cn = gates.numpy(), _np(h0), _np(c0), y.numpy(), c.numpy()
     mn, w_hrn = yn if m is None else m.numpy(), _projection(w_hr, c0)
     team.run(lambda w, *t: kernels.lstm_forward(steps.starts, steps.sizes, g, w, w_hrn, h0n,
-                                                c0n, yn, cn, mn, *t))
+                                                c0n, yn, cn, mn, *t),
+             lambda n: [(steps.batch, 4 * n)])
     return y, gates, c, m
 
 
@@ -366,7 +371,8 @@ def _gru(steps, team, x, h0, w_ih, w_hh, b_ih, b_hh):
     g, h0n, hnn, yn = gates.numpy(), _np(h0), hn.numpy(), y.numpy()
     b_hhn = _np(_bias(b_hh, size=G, like=x))
     team.run(lambda w, *t: kernels.gru_forward(steps.starts, steps.sizes, g, w, b_hhn, h0n,
-                                               hnn, yn, *t))
+                                               hnn, yn, *t),
+             lambda n: [(steps.batch, 3 * n)])
     return y, gates, hn
 
 
@@ -375,16 +381,18 @@ def _lstm_bptt(steps, team, gates, c, c0, w_hr, dy, dh, dc, dh_rows):
     (projected) receives each step's dh."""
     g, cn, c0n, dhn, dcn = gates.numpy(), c.numpy(), _np(c0), dh.numpy(), dc.numpy()
     w_hrn, dh_rowsn = _projection(w_hr, c0), dh_rows.numpy()
+    B, H = c0.shape
     team.run(lambda w, *t: kernels.lstm_backward(steps.starts, steps.sizes, g, cn, c0n, w,
                                                  w_hrn, dy, dhn, dcn, dh_rowsn, *t),
-             backward=True)
+             lambda n: [(B, 4 * n), (B if w_hr is not None else 0, H)], backward=True)
 
 
 def _gru_bptt(steps, team, gates, hn, y, h0, dy, dh):
     """The backward loop: gates becomes dX, hn dH's n block; dh the gradient wrt h0."""
     g, hnn, yn, h0n, dhn = gates.numpy(), hn.numpy(), y.numpy(), _np(h0), dh.numpy()
     team.run(lambda w, *t: kernels.gru_backward(steps.starts, steps.sizes, g, hnn, yn, h0n, w,
-                                                dy, dhn, *t), backward=True)
+                                                dy, dhn, *t),
+             lambda n: [(steps.batch, 3 * n), (steps.batch, n)], backward=True)
 
 
 class _LSTMFunction(torch.autograd.Function):
@@ -464,7 +472,8 @@ class _RNNFunction(torch.autograd.Function):
         y = _project(x, w_ih, _bias(b_ih, b_hh, size=w_ih.shape[0], like=x))
         yn, h0n = y.numpy(), _np(h0)
         team.run(lambda w, *t: kernels.rnn_forward(steps.starts, steps.sizes, yn, w, h0n,
-                                                   is_relu, *t))
+                                                   is_relu, *t),
+                 lambda n: [(steps.batch, n)])
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, h0, w_ih, w_hh, y)
         ctx.steps, ctx.team, ctx.is_relu = steps, team, is_relu
@@ -479,7 +488,8 @@ class _RNNFunction(torch.autograd.Function):
         da = torch.empty_like(y)
         yn, dyn, dhn, dan = y.numpy(), _output_grad(dy, y), dh.numpy(), da.numpy()
         ctx.team.run(lambda w, *t: kernels.rnn_backward(steps.starts, steps.sizes, yn, w, dyn,
-                                                        dhn, is_relu, dan, *t), backward=True)
+                                                        dhn, is_relu, dan, *t),
+                     lambda n: [(steps.batch, n)], backward=True)
         _, need_x, _, need_w_ih, need_w_hh, need_b_ih, need_b_hh, _ = ctx.needs_input_grad
         dx, dw_ih, db = _input_grads(da, x, w_ih, need_x, need_w_ih, need_b_ih or need_b_hh)
         dw_hh = None
@@ -517,9 +527,10 @@ def _lstm_inference(steps, x, h0, c0, w):
     c = c0.clone(memory_format=torch.contiguous_format)   # c0 in, c_n out
     xn, w_ihn, h0n, cn, yn = _np(x), _np(w.w_ih), _np(h0), c.numpy(), y.numpy()
     bias, w_hrn = _np(_bias(w.b_ih, w.b_hh, size=w.w_ih.shape[0], like=x)), _projection(w.w_hr, c0)
-    k = _block_steps(steps, 4)
+    B, H, k = steps.batch, c0.shape[1], _block_steps(steps, 4)
     team.run(lambda w_own, *t: kernels.lstm_inference(
-        steps.starts, steps.sizes, xn, w_ihn, bias, w_own, w_hrn, h0n, cn, yn, k, *t))
+        steps.starts, steps.sizes, xn, w_ihn, bias, w_own, w_hrn, h0n, cn, yn, *t),
+        lambda n: [(B, 4 * n), (4, k * B, n), (B if w.w_hr is not None else 0, H)])
     return y, steps.last(y), c
 
 
@@ -530,9 +541,10 @@ def _gru_inference(steps, x, h0, w):
     y = x.new_empty(steps.rows, h0.shape[1])
     xn, w_ihn, h0n, yn = _np(x), _np(w.w_ih), _np(h0), y.numpy()
     b_ihn, b_hhn = _np(_bias(w.b_ih, size=G, like=x)), _np(_bias(w.b_hh, size=G, like=x))
-    k = _block_steps(steps, 3)
+    B, k = steps.batch, _block_steps(steps, 3)
     team.run(lambda w_own, *t: kernels.gru_inference(
-        steps.starts, steps.sizes, xn, w_ihn, b_ihn, w_own, b_hhn, h0n, yn, k, *t))
+        steps.starts, steps.sizes, xn, w_ihn, b_ihn, w_own, b_hhn, h0n, yn, *t),
+        lambda n: [(B, 3 * n), (3, k * B, n)])
     return y, steps.last(y)
 
 

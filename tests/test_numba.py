@@ -588,12 +588,12 @@ def test_blas_is_single_threaded_inside_kernels_and_restored_after(monkeypatch):
     team = numba_rnn.Team(torch.zeros(4 * 16, 16), 16, batch=3)
     seen = []
 
-    def member(w_own, u0, u1, sync, size, k, partials):
-        seen.append((u0, u1, w_own.shape, size, k, partials.shape, get_threads()))
+    def member(w_own, scratch, u0, u1, sync, size, k, partials):
+        seen.append((u0, u1, w_own.shape, scratch.shape, size, k, partials.shape, get_threads()))
 
-    team.run(member, backward=True)
-    assert sorted(seen) == [(0, 8, (32, 16), 2, 0, (2, 2, 3, 16), 1),
-                            (8, 16, (32, 16), 2, 1, (2, 2, 3, 16), 1)]
+    team.run(member, lambda n: [(3, 4 * n)], backward=True)
+    assert sorted(seen) == [(0, 8, (32, 16), (3, 32), 2, 0, (2, 2, 3, 16), 1),
+                            (8, 16, (32, 16), (3, 32), 2, 1, (2, 2, 3, 16), 1)]
     assert get_threads() == before
 
 
@@ -609,11 +609,11 @@ def test_a_failing_member_releases_the_team(monkeypatch):
     y = np.zeros((T * B, H))
     h0 = np.zeros((B, H))
 
-    def member(w_own, u0, u1, sync, size):
+    def member(w_own, rec, u0, u1, sync, size):
         if u0 > 0:
             raise RuntimeError("member failed")
-        numba_kernels.rnn_forward(steps.starts, steps.sizes, y, w_own, h0, False, u0, u1, sync,
-                                  size)
+        numba_kernels.rnn_forward(steps.starts, steps.sizes, y, w_own, h0, False, rec, u0, u1,
+                                  sync, size)
 
     with pytest.raises(RuntimeError, match="member failed"):
-        team.run(member)
+        team.run(member, lambda n: [(B, n)])

@@ -373,26 +373,26 @@ def _dh_of_step(dh, partials, slot, sent_back, dy_t, s0, s1):
 
 
 @njit(**_JIT)
-def _project_block(x, w_ih, H, u0, u1, row0, row1, proj):
-    """proj[g, :rows] = x[row0:row1] times gate g's own rows of W_ih, transposed.
+def _project_block(x, w_ih, H, u0, u1, row0, row1, x_proj):
+    """x_proj[g, :rows] = x[row0:row1] times gate g's own rows of W_ih, transposed.
 
     One GEMM per gate block: its own rows of W_ih are contiguous as they are, so no member
     needs a packed copy of W_ih.
     """
-    for g in range(proj.shape[0]):
-        np.dot(x[row0:row1], w_ih[g * H + u0:g * H + u1].T, proj[g, :row1 - row0])
+    for g in range(x_proj.shape[0]):
+        np.dot(x[row0:row1], w_ih[g * H + u0:g * H + u1].T, x_proj[g, :row1 - row0])
 
 
 # -- LSTM --------------------------------------------------------------------------------------
 #
-# Every kernel takes the steps first, starts and sizes (T,), then its buffers, then its scratch,
-# which the caller makes per thread with NumPy (where scratch falls relative to the gate
-# buffer's 4 KiB pages moves the LSTM backward's time by up to 30%; made in the kernel, it
-# fell 10% slower), and the team arguments last: u0, u1 (the own hidden units), sync (the
-# barrier, shared), team (the number of threads); the
-# backward kernels also k (this thread's index) and partials (team, 2, B, H_out), where thread
-# k leaves its share of dh_{t-1} (two slots, alternating with t, so that no thread overwrites
-# a share another is still summing). w_own is (gates * (u1 - u0), H_out): W_hh's rows of the
+# Every kernel takes the steps first, starts and sizes (T,), then its buffers, then its
+# scratch, and the team arguments last: u0, u1 (the own hidden units), sync (the barrier,
+# shared), team (the number of threads); the backward kernels also k (this thread's index) and
+# partials (team, 2, B, H_out), where thread k leaves its share of dh_{t-1} (two slots,
+# alternating with t, so that no thread overwrites a share another is still summing). The
+# caller makes the scratch, per thread, with NumPy: where scratch lies against the gate
+# buffer's 4 KiB pages moves the LSTM backward's time by up to 30%, and scratch made in the
+# kernel lay 10% slower. w_own is (gates * (u1 - u0), H_out): W_hh's rows of the
 # own units, gate by gate. w_hr is W_hr (P, H), or (0, H) without a projection.
 
 
@@ -426,30 +426,30 @@ def lstm_forward(starts, sizes, gates, w_own, w_hr, h0, c0, y, c, m, rec, u0, u1
 
 
 @njit(**_JIT)
-def lstm_inference(starts, sizes, x, w_ih, bias, w_own, w_hr, h0, c, y, rec, proj, m,
+def lstm_inference(starts, sizes, x, w_ih, bias, w_own, w_hr, h0, c, y, rec, x_proj, m,
                    u0, u1, sync, team):
     """Fills y (N, H_out) and turns c (B, H) from c0 into c_n, own units, storing no gates.
 
-    x (N, I); w_ih (4H, I); bias (4H,): b_ih + b_hh. Scratch: rec (B, 4n); proj (4, k*B, n),
+    x (N, I); w_ih (4H, I); bias (4H,): b_ih + b_hh. Scratch: rec (B, 4n); x_proj (4, k*B, n),
     where the input projection is made k steps at a time; m (B, H) with a projection, else
     (0, H). The sums run in `lstm_forward`'s order, so both give the same y.
     """
     H, n, B = c.shape[1], u1 - u0, sizes[0]
     projected = w_hr.shape[0] > 0
-    block_steps = proj.shape[1] // B
+    block_steps = x_proj.shape[1] // B
     b_i, b_f, b_g, b_o = _own(bias, H, u0, u1, 4)
     T = sizes.size
     for t0 in range(0, T, block_steps):
         t1 = min(T, t0 + block_steps)
         block_rows = starts[t1 - 1] + sizes[t1 - 1] - starts[t0]
-        _project_block(x, w_ih, H, u0, u1, starts[t0], starts[t0] + block_rows, proj)
+        _project_block(x, w_ih, H, u0, u1, starts[t0], starts[t0] + block_rows, x_proj)
         for t in range(t0, t1):
             r0, rows = starts[t], sizes[t]
             np.dot(_previous(h0, y, starts, t, rows), w_own.T, rec[:rows])
             cell_out = m[:rows] if projected else y[r0:r0 + rows]
             for b in range(rows):
                 p = r0 - starts[t0] + b
-                x_i, x_f, x_g, x_o = proj[0, p], proj[1, p], proj[2, p], proj[3, p]
+                x_i, x_f, x_g, x_o = x_proj[0, p], x_proj[1, p], x_proj[2, p], x_proj[3, p]
                 rec_i, rec_f, rec_g, rec_o = _packed(rec[b], n, 4)
                 cb, mb = c[b, u0:u1], cell_out[b, u0:u1]
                 for j in range(n):
@@ -532,30 +532,30 @@ def gru_forward(starts, sizes, gates, w_own, b_hh, h0, hn, y, rec, u0, u1, sync,
 
 
 @njit(**_JIT)
-def gru_inference(starts, sizes, x, w_ih, b_ih, w_own, b_hh, h0, y, rec, proj,
+def gru_inference(starts, sizes, x, w_ih, b_ih, w_own, b_hh, h0, y, rec, x_proj,
                   u0, u1, sync, team):
     """Fills y (N, H) for the own units, storing no gates and no hn.
 
-    x (N, I); w_ih (3H, I); b_ih, b_hh (3H,). Scratch: rec (B, 3n); proj (3, k*B, n), where
+    x (N, I); w_ih (3H, I); b_ih, b_hh (3H,). Scratch: rec (B, 3n); x_proj (3, k*B, n), where
     the input projection is made k steps at a time. The sums run in `gru_forward`'s order,
     so both give the same y.
     """
     H, n, B = y.shape[1], u1 - u0, sizes[0]
-    block_steps = proj.shape[1] // B
+    block_steps = x_proj.shape[1] // B
     bx_r, bx_z, bx_n, _ = _own(b_ih, H, u0, u1, 3)
     b_r, b_z, b_n, _ = _own(b_hh, H, u0, u1, 3)
     T = sizes.size
     for t0 in range(0, T, block_steps):
         t1 = min(T, t0 + block_steps)
         block_rows = starts[t1 - 1] + sizes[t1 - 1] - starts[t0]
-        _project_block(x, w_ih, H, u0, u1, starts[t0], starts[t0] + block_rows, proj)
+        _project_block(x, w_ih, H, u0, u1, starts[t0], starts[t0] + block_rows, x_proj)
         for t in range(t0, t1):
             r0, rows = starts[t], sizes[t]
             h_prev = _previous(h0, y, starts, t, rows)
             np.dot(h_prev, w_own.T, rec[:rows])
             for b in range(rows):
                 p = r0 - starts[t0] + b
-                x_r, x_z, x_n = proj[0, p], proj[1, p], proj[2, p]
+                x_r, x_z, x_n = x_proj[0, p], x_proj[1, p], x_proj[2, p]
                 rec_r, rec_z, rec_n, _ = _packed(rec[b], n, 3)
                 hp, ht = h_prev[b, u0:u1], y[r0 + b, u0:u1]
                 for j in range(n):

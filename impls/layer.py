@@ -168,9 +168,10 @@ class CheckedCall:
             self._check_packing(input)
             order, shape = input.sorted_indices, None
         else:
-            self._check_tensor("input", input, f"(T, B, {self.input_size}) "
-                               f"{'(B, T, .) with batch_first' if self.batch_first else ''}"
-                               f" or unbatched (T, {self.input_size})", 2, 3)
+            batched = (f"(B, T, {self.input_size}) (batch_first)" if self.batch_first
+                       else f"(T, B, {self.input_size})")
+            self._check_tensor("input", input, f"{batched} or unbatched (T, {self.input_size})",
+                               2, 3)
             x = input.unsqueeze(1) if input.dim() == 2 else (
                 input.transpose(0, 1) if self.batch_first else input)
             T, B = x.shape[:2]
@@ -228,8 +229,10 @@ class CheckedCall:
         h_out = self.proj_size or self.hidden_size
         shapes = {"h": (D * self.num_layers, B, h_out),
                   "c": (D * self.num_layers, B, self.hidden_size)}
+        layout = "(directions x num_layers, batch, size)"
         if not batched:
             shapes = {k: (s[0], s[2]) for k, s in shapes.items()}
+            layout = "(directions x num_layers, size) for an unbatched input"
         if self.cell == "lstm":
             if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
                 raise self._fail(TypeError, "hx", "a pair (h_0, c_0) for an LSTM",
@@ -242,7 +245,7 @@ class CheckedCall:
                 raise self._fail(TypeError, arg, "a torch.Tensor", type(t).__name__)
             if tuple(t.shape) != expected:
                 raise self._fail(ValueError, arg,
-                                 f"of shape {expected} (directions x num_layers, batch, size)",
+                                 f"of shape {expected} {layout}",
                                  f"shape {tuple(t.shape)}")
             self._check_like_weights(arg, t)
 

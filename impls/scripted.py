@@ -115,15 +115,17 @@ class ScriptedLayer(RecurrentLayer):
 
     def __init__(self, cell, input_size, hidden_size, **options):
         super().__init__(cell, input_size, hidden_size, **options)
-        self._fn = _loop(cell)
+        _loop(cell)  # scripted now, not in the first timed call
 
     def run_direction(self, x, batch_sizes, h0, c0, w):
-        sizes = batch_sizes.tolist()
+        # Looked up, not kept on the layer: a ScriptFunction attribute cannot be pickled, and
+        # users torch.save and deepcopy their models.
+        fn, sizes = _loop(self.cell), batch_sizes.tolist()
         if self.cell == "lstm":
-            return self._fn(x, sizes, h0, c0, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_hr)
+            return fn(x, sizes, h0, c0, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_hr)
         if self.cell == "gru":
-            y, h = self._fn(x, sizes, h0, w.w_ih, w.w_hh, w.b_ih, w.b_hh)
+            y, h = fn(x, sizes, h0, w.w_ih, w.w_hh, w.b_ih, w.b_hh)
         else:
-            y, h = self._fn(x, sizes, h0, w.w_ih, w.w_hh, w.b_ih, w.b_hh,
+            y, h = fn(x, sizes, h0, w.w_ih, w.w_hh, w.b_ih, w.b_hh,
                             self.cell == "rnn_relu")
         return y, h, None

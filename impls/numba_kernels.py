@@ -426,17 +426,19 @@ def lstm_forward(starts, sizes, gates, w_own, w_hr, h0, c0, y, c, m, rec, u0, u1
 
 
 @njit(**_JIT)
-def lstm_inference(starts, sizes, x, w_ih, bias, w_own, w_hr, h0, c, y, rec, x_proj, m,
+def lstm_inference(starts, sizes, x, w_ih, bias, w_own, w_hr, h0, c, y, work, m,
                    u0, u1, sync, team):
     """Fills y (N, H_out) and turns c (B, H) from c0 into c_n, own units, storing no gates.
 
-    x (N, I); w_ih (4H, I); bias (4H,): b_ih + b_hh. Scratch: rec (B, 4n); x_proj (4, k*B, n),
-    where the input projection is made k steps at a time; m (B, H) with a projection, else
-    (0, H). The sums run in `lstm_forward`'s order, so both give the same y.
+    x (N, I); w_ih (4H, I); bias (4H,): b_ih + b_hh. Scratch: work ((1 + k) * B, 4n), one
+    step's recurrent product, then the input projection of a block of k steps; m (B, H) with
+    a projection, else (0, H). The sums run in `lstm_forward`'s order, so both give the
+    same y.
     """
     H, n, B = c.shape[1], u1 - u0, sizes[0]
     projected = w_hr.shape[0] > 0
-    block_steps = x_proj.shape[1] // B
+    block_steps = work.shape[0] // B - 1
+    rec, x_proj = work[:B], work[B:].reshape((4, block_steps * B, n))
     b_i, b_f, b_g, b_o = _own(bias, H, u0, u1, 4)
     T = sizes.size
     for t0 in range(0, T, block_steps):
@@ -532,16 +534,17 @@ def gru_forward(starts, sizes, gates, w_own, b_hh, h0, hn, y, rec, u0, u1, sync,
 
 
 @njit(**_JIT)
-def gru_inference(starts, sizes, x, w_ih, b_ih, w_own, b_hh, h0, y, rec, x_proj,
+def gru_inference(starts, sizes, x, w_ih, b_ih, w_own, b_hh, h0, y, work,
                   u0, u1, sync, team):
     """Fills y (N, H) for the own units, storing no gates and no hn.
 
-    x (N, I); w_ih (3H, I); b_ih, b_hh (3H,). Scratch: rec (B, 3n); x_proj (3, k*B, n), where
-    the input projection is made k steps at a time. The sums run in `gru_forward`'s order,
-    so both give the same y.
+    x (N, I); w_ih (3H, I); b_ih, b_hh (3H,). Scratch: work ((1 + k) * B, 3n), one step's
+    recurrent product, then the input projection of a block of k steps. The sums run in
+    `gru_forward`'s order, so both give the same y.
     """
     H, n, B = y.shape[1], u1 - u0, sizes[0]
-    block_steps = x_proj.shape[1] // B
+    block_steps = work.shape[0] // B - 1
+    rec, x_proj = work[:B], work[B:].reshape((3, block_steps * B, n))
     bx_r, bx_z, bx_n, _ = _own(b_ih, H, u0, u1, 3)
     b_r, b_z, b_n, _ = _own(b_hh, H, u0, u1, 3)
     T = sizes.size

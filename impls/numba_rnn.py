@@ -78,7 +78,10 @@ def _bias(*biases: torch.Tensor | None, size: int, like: torch.Tensor) -> torch.
     """The sum of the biases, or zeros without bias (bias=False)."""
     if biases[0] is None:
         return like.new_zeros(size)
-    return sum(b.detach() for b in biases)
+    total = biases[0].detach()
+    for b in biases[1:]:
+        total = total + b.detach()
+    return total
 
 
 class Steps:
@@ -88,31 +91,38 @@ class Steps:
         self.sizes = np.ascontiguousarray(batch_sizes.numpy(), dtype=np.int64)
         self.starts = np.cumsum(self.sizes) - self.sizes
         self.batch, self.rows = int(self.sizes[0]), int(self.sizes.sum())
-        # A sequence's length: the steps whose size exceeds its index (sizes never grow).
-        lengths = np.searchsorted(-self.sizes, -np.arange(self.batch), side="left")
-        self.last_rows = torch.from_numpy(self.starts[lengths - 1] + np.arange(self.batch))
+        # Equal lengths (every (T, B, I) input): the sequences end together, at the last step.
+        self.equal_lengths = int(self.sizes[-1]) == self.batch
+        if self.equal_lengths:
+            self.last_rows = np.arange(self.rows - self.batch, self.rows)
+        else:
+            # A sequence's length: the steps whose size exceeds its index (sizes never grow).
+            lengths = np.searchsorted(-self.sizes, -np.arange(self.batch), side="left")
+            self.last_rows = self.starts[lengths - 1] + np.arange(self.batch)
 
     @property
     def count(self) -> int:
         return self.sizes.size
 
     def last(self, rows: torch.Tensor) -> torch.Tensor:
-        """Each sequence's row at its own last step: the final state, (B, .)."""
-        return rows.index_select(0, self.last_rows)
+        """Each sequence's row at its own last step: the final state, (B, .), a new tensor."""
+        return torch.from_numpy(rows.detach().numpy()[self.last_rows])
 
     @functools.cached_property
     def previous_runs(self) -> list[tuple[int, int, int]]:
         """(first row, end row, first previous row): runs of steps t >= 1 whose rows are
-        contiguous and so are their previous rows, the first sizes[t] of step t-1."""
-        runs = []
-        for t in range(1, self.count):
-            r0, r1, p0 = int(self.starts[t]), int(self.starts[t] + self.sizes[t]), int(
-                self.starts[t - 1])
-            if runs and runs[-1][1] == r0 and runs[-1][2] + (r0 - runs[-1][0]) == p0:
-                runs[-1] = (runs[-1][0], r1, runs[-1][2])
-            else:
-                runs.append((r0, r1, p0))
-        return runs
+        contiguous and so are their previous rows, the first sizes[t] of step t-1. A run
+        continues while the step before keeps its size: a new one begins at step 1 and after
+        each change."""
+        if self.count < 2:
+            return []
+        if self.equal_lengths:
+            return [(self.batch, self.rows, 0)]
+        begins = np.concatenate([[1], np.flatnonzero(np.diff(self.sizes[:-1])) + 2])
+        ends = np.append(begins[1:], self.count) - 1
+        return list(zip(self.starts[begins].tolist(),
+                        (self.starts[ends] + self.sizes[ends]).tolist(),
+                        self.starts[begins - 1].tolist()))
 
 
 def _recurrent_weight_grad(steps: Steps, d_rec: torch.Tensor, y: torch.Tensor,
@@ -530,7 +540,7 @@ def _lstm_inference(steps, x, h0, c0, w):
     B, H, k = steps.batch, c0.shape[1], _block_steps(steps, 4)
     team.run(lambda w_own, *t: kernels.lstm_inference(
         steps.starts, steps.sizes, xn, w_ihn, bias, w_own, w_hrn, h0n, cn, yn, *t),
-        lambda n: [(B, 4 * n), (4, k * B, n), (B if w.w_hr is not None else 0, H)])
+        lambda n: [((1 + k) * B, 4 * n), (B if w.w_hr is not None else 0, H)])
     return y, steps.last(y), c
 
 
@@ -544,7 +554,7 @@ def _gru_inference(steps, x, h0, w):
     B, k = steps.batch, _block_steps(steps, 3)
     team.run(lambda w_own, *t: kernels.gru_inference(
         steps.starts, steps.sizes, xn, w_ihn, b_ihn, w_own, b_hhn, h0n, yn, *t),
-        lambda n: [(B, 3 * n), (3, k * B, n)])
+        lambda n: [((1 + k) * B, 3 * n)])
     return y, steps.last(y)
 
 

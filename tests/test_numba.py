@@ -184,22 +184,31 @@ def test_packed_sequences_match_reference(cell, case, team, monkeypatch):
                   f"{cell} {case} team {team}, no initial state")
 
 
+def _pairs(steps):
+    """(row, previous row) of every row of steps >= 1, as `previous_runs` pairs them."""
+    return [(r, p) for r0, r1, p0 in steps.previous_runs
+            for r, p in zip(range(r0, r1), range(p0, p0 + r1 - r0))]
+
+
 def test_weight_gradient_runs_pair_each_step_with_the_previous_ones():
     """dW_hh's GEMMs: two for equal lengths, and every row of steps >= 1 exactly once,
     against the first rows of the step before."""
-    equal = numba_rnn.Steps(torch.full((6,), 4, dtype=torch.int64))
-    assert equal.previous_runs == [(4, 24, 0)]
-    sizes = torch.tensor([5, 4, 4, 4, 2, 2, 1])
-    steps = numba_rnn.Steps(sizes)
-    starts = np.cumsum([0, *sizes.tolist()])
-    pairs = [(r, p) for r0, r1, p0 in steps.previous_runs for r, p in zip(range(r0, r1),
-                                                                          range(p0, p0 + r1 - r0))]
-    expected = [(starts[t] + b, starts[t - 1] + b) for t in range(1, 7) for b in range(sizes[t])]
-    assert pairs == expected
-    # A new run only where the step before shrank: steps 1, 2-4, 5-6.
-    assert steps.previous_runs == [(5, 9, 0), (9, 19, 5), (19, 22, 17)]
-    assert steps.last_rows.tolist() == [starts[6], starts[5] + 1, starts[3] + 2, starts[3] + 3,
-                                        starts[0] + 4]
+    assert numba_rnn.Steps(torch.full((6,), 4)).previous_runs == [(4, 24, 0)]
+    assert numba_rnn.Steps(torch.tensor([3])).previous_runs == []
+    # A new run only where the step before changed size: steps 1, 2-4, 5-6.
+    assert numba_rnn.Steps(torch.tensor([5, 4, 4, 4, 2, 2, 1])).previous_runs == [
+        (5, 9, 0), (9, 19, 5), (19, 22, 17)]
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        lengths = torch.randint(1, 8, (int(torch.randint(1, 7, (1,), generator=gen)),),
+                                generator=gen)
+        sizes = torch.tensor([int((lengths > t).sum()) for t in range(int(lengths.max()))])
+        steps = numba_rnn.Steps(sizes)
+        starts = np.cumsum([0, *sizes.tolist()])
+        assert _pairs(steps) == [(starts[t] + b, starts[t - 1] + b)
+                                 for t in range(1, len(sizes)) for b in range(sizes[t])]
+        order = lengths.sort(descending=True).values
+        assert list(steps.last_rows) == [starts[n - 1] + b for b, n in enumerate(order.tolist())]
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -53,8 +53,17 @@ _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 VENDOR_NODES = {"Mkldnn": "oneDNN", "Cudnn": "cuDNN", "Miopen": "MIOpen"}
 
 
-def unsupported_reason(impl, cell: str, mode: str, dtype: str, device: str) -> str | None:
-    """Why `impl` (an `impls.Implementation`) cannot make this call (N/A), or None."""
+def unsupported_reason(impl, cell: str, mode: str, dtype: str, device: str, *,
+                       layers: int = 1, bidirectional: bool = False,
+                       lengths=None) -> str | None:
+    """Why `impl` (an `impls.Implementation`) cannot make this call (N/A), or None.
+
+    Read with getattr where the registry grew later, so that an older commit's registry
+    (the gate measures one) still answers.
+    """
+    missing = getattr(impl, "unavailable_reason", None)
+    if missing:
+        return missing
     if cell not in impl.cells:
         return f"no {cell} cell (has {', '.join(sorted(impl.cells))})"
     if device not in impl.devices:
@@ -66,6 +75,10 @@ def unsupported_reason(impl, cell: str, mode: str, dtype: str, device: str) -> s
         return f"no {dtype} support (has {kinds})"
     if mode == "training" and not impl.trainable:
         return "not trainable (no backward pass)"
+    lacked = getattr(impl, "lacked", lambda **_: [])(
+        num_layers=layers, bidirectional=bidirectional, packed_input=lengths is not None)
+    if lacked:
+        return f"cannot express {', '.join(lacked)} (declared by the implementation)"
     return None
 
 

@@ -7,12 +7,20 @@ plugs in with one `register(...)` call and is measured exactly like the built-in
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from impls.layer import CELLS, check_options
+from impls.layer import CELLS, OPTIONS, check_options
+
+#: What an implementation may declare it cannot express: nn's options, and a PackedSequence.
+EXPRESSIBLE = frozenset(OPTIONS) | {"packed_input"}
+
+
+class Unavailable(RuntimeError):
+    """The implementation's packages are not installed here."""
 
 #: Floating dtypes an implementation may declare.
 FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
@@ -26,6 +34,11 @@ class Implementation:
     dropout, bidirectional, proj_size)` returns the layer (a `RecurrentLayer` subclass takes
     exactly these); it may also be given as ``"module:attribute"`` so that heavy imports
     (numba) happen on first build only. The options arrive checked and complete.
+
+    `requires`: modules it needs that the project does not install by default (its
+    `available` is False without them, and reports and tests say so instead of failing).
+    `lacks`: what its backend cannot express (names from `EXPRESSIBLE`); asking for it is
+    an error naming the option, and reports show N/A.
     """
 
     name: str
@@ -35,6 +48,8 @@ class Implementation:
     dtypes: frozenset[torch.dtype]
     trainable: bool
     description: str = ""
+    requires: tuple[str, ...] = ()
+    lacks: frozenset[str] = frozenset()
     _loaded: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +65,33 @@ class Implementation:
                 f"implementation {self.name!r}: unknown devices {sorted(unknown_dev)}; "
                 "expected a subset of ['cpu', 'cuda']"
             )
+        unknown_lacks = set(self.lacks) - EXPRESSIBLE
+        if unknown_lacks:
+            raise ValueError(
+                f"implementation {self.name!r}: unknown lacks {sorted(unknown_lacks)}; "
+                f"expected a subset of {sorted(EXPRESSIBLE)}"
+            )
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """Why this implementation cannot run here (a package missing), or None."""
+        if "missing" not in self._loaded:
+            self._loaded["missing"] = [m for m in self.requires
+                                       if importlib.util.find_spec(m) is None]
+        missing = self._loaded["missing"]
+        if missing:
+            return (f"not installed: {', '.join(missing)} "
+                    "(pip install -e '.[peers]' installs every peer)")
+        return None
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable_reason is None
+
+    def lacked(self, **options) -> list[str]:
+        """The options among these (nn's, or packed_input=True) this backend cannot express."""
+        return sorted(k for k, v in options.items()
+                      if k in self.lacks and v != OPTIONS.get(k, False))
 
     def supports(self, cell: str, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32) -> bool:
@@ -60,6 +102,7 @@ class Implementation:
             and dev in self.devices
             and dtype in self.dtypes
             and (dev != "cuda" or torch.cuda.is_available())
+            and self.available
         )
 
     def build(self, cell: str, input_size: int, hidden_size: int, *,
@@ -71,7 +114,13 @@ class Implementation:
             raise ValueError(
                 f"{self.name}: argument 'cell' must be one of {sorted(self.cells)}, got {cell!r}"
             )
+        if self.unavailable_reason:
+            raise Unavailable(f"{self.name}: {self.unavailable_reason}")
         options = check_options(self.name, cell, input_size, hidden_size, options, warn=False)
+        lacked = self.lacked(**options)
+        if lacked:
+            raise ValueError(f"{self.name}: argument {lacked[0]!r} cannot be expressed by this "
+                             f"backend (declared N/A), got {options[lacked[0]]!r}")
         try:
             dev = torch.device(device)
         except (RuntimeError, TypeError) as exc:

@@ -29,7 +29,8 @@ def peak_key(case: Case) -> str:
 def case_unsupported(impl_name: str, case: Case) -> str | None:
     """Why `impl_name` cannot run `case` (an N/A entry), or None when it can."""
     return unsupported_reason(impls.get(impl_name), case.cell, case.mode, case.dtype,
-                              case.device)
+                              case.device, layers=case.layers,
+                              bidirectional=case.bidirectional, lengths=case.lengths)
 
 
 def _summarise(entry: dict, case: Case, flops: int, peak: dict | None, seed: int) -> None:

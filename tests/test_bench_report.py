@@ -53,16 +53,9 @@ def record(case):
     }
 
 
-@pytest.fixture(scope="module")
-def results_file(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("results")
-    measured = [Case(cell, "inference", T=10, B=4, I=H, H=H, threads=threads)
-                for threads in (2, 1) for cell in ("lstm", "gru") for H in (8, 16)]
-    measured += [Case("lstm", "training", T=T, B=4, I=8, H=8, threads=2) for T in (10, 20)]
-    measured += [Case(cell, "training", T=10, B=4, I=8, H=8, threads=2, layers=2,
-                      bidirectional=True, lengths="uniform:0.5") for cell in ("lstm", "gru")]
-    unfinished = Case("lstm", "training", T=40, B=4, I=8, H=8, threads=2)
-    plan = Plan(profile="fixture", cases=measured + [unfinished], implementations=IMPLS,
+def write_run(tmp_path, measured, unfinished=()):
+    """A results file holding `record(case)` for each measured case."""
+    plan = Plan(profile="fixture", cases=[*measured, *unfinished], implementations=IMPLS,
                 baseline="fast", timing=QUICK_TIMING, fresh_process=True)
     run = results.RunFile.create(results.run_path(tmp_path, "fixture-run"), "fixture-run", plan)
     environment = {
@@ -81,6 +74,17 @@ def results_file(tmp_path_factory):
     run.data["cases"] = [record(c) for c in measured]
     run.save()
     return run.path
+
+
+@pytest.fixture(scope="module")
+def results_file(tmp_path_factory):
+    measured = [Case(cell, "inference", T=10, B=4, I=H, H=H, threads=threads)
+                for threads in (2, 1) for cell in ("lstm", "gru") for H in (8, 16)]
+    measured += [Case("lstm", "training", T=T, B=4, I=8, H=8, threads=2) for T in (10, 20)]
+    measured += [Case(cell, "training", T=10, B=4, I=8, H=8, threads=2, layers=2,
+                      bidirectional=True, lengths="uniform:0.5") for cell in ("lstm", "gru")]
+    unfinished = Case("lstm", "training", T=40, B=4, I=8, H=8, threads=2)
+    return write_run(tmp_path_factory.mktemp("results"), measured, [unfinished])
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +166,25 @@ def test_the_report_opens_with_the_fastest_kernel_per_case(text):
             "slower [") in text
     assert "| 2 cores (all) | gru L2 bi len U[0.5T,T] | training | 10 | 4 | 8 | 8 | **fast**" in (
         text)
+
+
+def test_the_report_names_the_latency_and_throughput_leaders(tmp_path):
+    measured = [Case(cell, "inference", T=10, B=B, I=8, H=8, threads=threads)
+                for threads in (2, 1) for cell in ("lstm", "gru") for B in (1, 4, 64)]
+    text = report.render(results.RunFile.load(write_run(tmp_path, measured)).data, [],
+                         tmp_path, tmp_path / "results.json")
+    rows = section_rows(text, "## Leaders")
+    assert text.index("## Leaders") < text.index("## Which kernel here?")
+    # All cores, batch 1 and 64 only, one row each per cell and mode measured there.
+    assert [row[:4] for row in rows] == [
+        ["gru", "inference", "lowest latency, B=1", "T=10, I=8, H=8"],
+        ["gru", "inference", "highest throughput, B=64", "T=10, I=8, H=8"],
+        ["lstm", "inference", "lowest latency, B=1", "T=10, I=8, H=8"],
+        ["lstm", "inference", "highest throughput, B=64", "T=10, I=8, H=8"]]
+    case = Case("lstm", "inference", T=10, B=64, I=8, H=8, threads=2)
+    median = record(case)["implementations"]["fast"]["time"]["median"]
+    assert rows[3][4] == f"**fast** {report._si(case.tokens / median)} tokens/s"
+    assert rows[3][5].startswith("slow 2.00× slower [")
 
 
 def test_gru_lstm_ratio_is_tabled_beside_the_flop_ratio(text):

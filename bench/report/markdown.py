@@ -200,6 +200,46 @@ def _variant_tables(variants: dict, baseline: str) -> list[str]:
     return lines
 
 
+def _margin(best: dict) -> str:
+    """The runner-up and its time over the fastest's, with the interval."""
+    if best["runner_up"] is None:
+        return "the only one measured"
+    m = best["margin"]
+    tied = " (tied: the interval reaches 1)" if m["ci95"][0] <= 1 else ""
+    return (f"{best['runner_up']} {m['ratio']:.2f}× slower "
+            f"{_interval(*m['ci95'], lambda v: f'{v:.2f}')}{tied}")
+
+
+def _leaders(cases: list[dict]) -> list[str]:
+    """The two questions readers come with, for LSTM and GRU in both modes: which
+    implementation has the lowest latency at batch 1, which the highest throughput at B=64
+    (one layer, full lengths, all cores)."""
+    top = max((r["case"]["threads"] for r in cases), default=None)
+    rows = []
+    for record in sorted(cases, key=_order):
+        c = Case.from_dict(record["case"])
+        if c.variant or c.threads != top or c.B not in (1, 64) or c.cell not in ("lstm", "gru"):
+            continue
+        best = analysis.fastest(record)
+        if best is None:
+            continue
+        if c.B == 1:
+            question, figure = "lowest latency, B=1", f"{_seconds(best['median_s'])} ms"
+        else:
+            question = "highest throughput, B=64"
+            figure = f"{_si(c.tokens / best['median_s'])} tokens/s"
+        rows.append(f"| {c.cell} | {c.mode} | {question} | T={c.T}, I={c.I}, H={c.H} | "
+                    f"**{best['impl']}** {figure} | {_margin(best)} |")
+    if not rows:
+        return []
+    return ["## Leaders", "",
+            "Lowest latency at batch 1 and highest throughput at batch 64, on all cores "
+            "(one layer, every sequence T long); the runner-up's time over the leader's is "
+            "taken within the case.", "",
+            "| cell | mode | question | shape | leader | next |",
+            "|---|---|---|---|---|---|", *rows, ""]
+
+
 def _summary(cases: list[dict], cores: int | None) -> list[str]:
     """Which kernel to use, case by case: the fastest, and how far behind the next one is."""
     rows = []
@@ -208,16 +248,10 @@ def _summary(cases: list[dict], cores: int | None) -> list[str]:
         if best is None:
             continue
         c = Case.from_dict(record["case"])
-        if best["runner_up"] is None:
-            margin = "the only one measured"
-        else:
-            m = best["margin"]
-            tied = " (tied: the interval reaches 1)" if m["ci95"][0] <= 1 else ""
-            margin = (f"{best['runner_up']} {m['ratio']:.2f}× slower "
-                      f"{_interval(*m['ci95'], lambda v: f'{v:.2f}')}{tied}")
         rows.append(f"| {analysis.core_budget(record['case'], cores)} | "
                     f"{f'{c.cell} {c.variant}'.strip()} | {c.mode} | {c.T} | {c.B} | {c.I} | "
-                    f"{c.H} | **{best['impl']}** {_seconds(best['median_s'])} ms | {margin} |")
+                    f"{c.H} | **{best['impl']}** {_seconds(best['median_s'])} ms | "
+                    f"{_margin(best)} |")
     if not rows:
         return []
     return ["## Which kernel here?", "",
@@ -262,6 +296,7 @@ def render(data: dict, figure_paths: list[tuple[str, Path]], out_dir: Path,
                   f"`python -m bench --resume {source}`.", ""]
     env = data["sessions"][0]["environment"] if data["sessions"] else {}
     cores = (env.get("cores") or {}).get("usable")
+    lines += _leaders(cases)
     lines += _summary(cases, cores)
     lines += ["## Environment", "", *_environment(data), ""]
     timing = plan["timing"]

@@ -122,7 +122,7 @@ def test_same_shapes_do_not_retrace(monkeypatch):
 def test_inference_matches_training_without_the_vjp(cell, monkeypatch):
     """Equal up to float32 rounding: XLA fuses the two programs differently."""
     torch.manual_seed(0)
-    layer = JaxLayer(cell, I, H, num_layers=2, bidirectional=True)
+    layer = JaxLayer(cell, I, H, dtype=torch.float32)
     x, _ = make_input(True, torch.float32)
     y, final = layer(x)
     monkeypatch.setattr(jax_scan, "forward_with_vjp", None)

@@ -450,8 +450,12 @@ def test_repo_outside_git_is_a_clear_error(monkeypatch, capsys, tmp_path, where)
 
 #: Runs the gate with the measuring replaced by a wait, printing the trees it got.
 STOPPABLE_GATE = """
-import json, sys, time
+import json, signal, sys, time
 from bench.gate import run as gate
+
+# Ctrl-C as from a terminal, also where the tests run as a background job (which starts
+# with SIGINT ignored, and Python then leaves it ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def wait(trees, *args, **kwargs):
     print(json.dumps({side: str(tree) for side, tree in trees.items()}), flush=True)

@@ -36,8 +36,8 @@ def install_project(session, *extras):
 
 @nox.session
 def tests(session):
-    """Conformance and unit tests (CUDA variants skip without a GPU)."""
-    install_project(session, "test")
+    """Conformance and unit tests, the peers included (CUDA variants skip without a GPU)."""
+    install_project(session, "test", "peers")
     session.run("pytest", *session.posargs)
 
 
@@ -101,7 +101,7 @@ def bench(session):
 
     Arguments after `--` go to `python -m bench` (see `python -m bench --help`).
     """
-    install_project(session)
+    install_project(session, "peers")
     session.run("python", "-m", "bench", *session.posargs)
 
 

@@ -18,6 +18,7 @@ implementation subclasses `RecurrentLayer` and writes one direction of one layer
 
 import torch
 
+from impls.exported import LACKS as _EXPORTED_LACKS
 from impls.layer import CELLS, GATES, DirectionWeights, RecurrentLayer, parameter_shapes
 from impls.registry import FLOAT_DTYPES, Implementation, get, names, register, unregister
 
@@ -49,6 +50,19 @@ register(Implementation(
     devices=frozenset({"cpu"}), dtypes=frozenset({torch.float32, torch.float64}),
     trainable=True,
     description="numba JIT time loop with hand-derived BPTT, GEMMs outside the loop",
+))
+register(Implementation(
+    name="onnxruntime", factory="impls.exported:build_onnxruntime", cells=_ALL_CELLS,
+    devices=frozenset({"cpu"}), dtypes=frozenset({torch.float32}), trainable=False,
+    requires=("onnx", "onnxscript", "onnxruntime"), lacks=_EXPORTED_LACKS["onnxruntime"],
+    description="exported to ONNX's LSTM/GRU/RNN operators, run by ONNX Runtime's CPU "
+                "provider (inference only)",
+))
+register(Implementation(
+    name="openvino", factory="impls.exported:build_openvino", cells=_ALL_CELLS,
+    devices=frozenset({"cpu"}), dtypes=frozenset({torch.float32}), trainable=False,
+    requires=("onnx", "onnxscript", "openvino"), lacks=_EXPORTED_LACKS["openvino"],
+    description="the same ONNX graph compiled by OpenVINO's CPU plugin (inference only)",
 ))
 
 __all__ = [

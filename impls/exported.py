@@ -248,6 +248,7 @@ def _build(runtime, cell, input_size, hidden_size, *, proj_size, **options):
         layer = ExportedRNN(input_size, hidden_size, nonlinearity=cell.removeprefix("rnn_"),
                             **options)
     layer._start(cell, runtime)
+    layer.requires_grad_(False)  # inference only: its weights are not trained
     return layer
 
 

@@ -60,11 +60,33 @@ def _skip_unsupported(impl, cell, device, dtype):
         pytest.skip(f"{impl.name} does not support {cell} on {device} in {dtype}")
 
 
+def declared_na(impl, cell, device, dtype, options, layout="batch", I=4, H=5) -> bool:
+    """Whether the implementation declares that it cannot express these options or this
+    layout; if so, asking for them is checked to be the named error it promises."""
+    lacked = impl.lacked(**options, packed_input=layout == "packed")
+    if not lacked:
+        return False
+    options_lacked = [k for k in lacked if k in options]
+    if options_lacked:
+        with pytest.raises(ValueError, match=f"'{options_lacked[0]}'.*declared N/A"):
+            impl.build(cell, I, H, device=device, dtype=dtype, **options)
+    else:  # a packed input: the layer refuses it by name when called
+        layer = impl.build(cell, I, H, device=device, dtype=dtype)
+        packed = torch.nn.utils.rnn.pack_sequence([torch.zeros(2, I, dtype=dtype)])
+        with pytest.raises(ValueError, match="'input'.*PackedSequence"):
+            layer(packed)
+    return True
+
+
 def check(name, cell, device, dtype, sizes, options):
     """float64 against `reference`, float32 against torch.nn in float32: outputs, final
-    states and every gradient, and the outputs again under torch.no_grad."""
+    states and every gradient (forward only for an inference-only implementation), and the
+    outputs again under torch.no_grad."""
     impl = impls.get(name)
     _skip_unsupported(impl, cell, device, dtype)
+    if declared_na(impl, cell, device, dtype, options, sizes["layout"], sizes["I"],
+                   sizes["H"]):
+        return
     inputs = make_inputs(cell, **sizes, **options)
     build = dict(device=device, dtype=dtype, **options)
     I, H = sizes["I"], sizes["H"]
@@ -73,7 +95,8 @@ def check(name, cell, device, dtype, sizes, options):
     expected = run(oracle, cell, *inputs, dtype, device)
     layer = impl.build(cell, I, H, **build)
     what = f"{name} {cell} {sizes} {options}"
-    assert_match(run(layer, cell, *inputs, dtype, device), expected, dtype, what)
+    if impl.trainable:
+        assert_match(run(layer, cell, *inputs, dtype, device), expected, dtype, what)
     inference = run(layer, cell, *inputs, dtype, device, gradients=False)
     assert_match(inference, {k: v for k, v in expected.items() if not k.startswith("grad")},
                  dtype, f"{what} under no_grad")
@@ -149,6 +172,10 @@ def test_state_dict_round_trips_with_torch_nn(name, cell, options):
     loaded from the implementation computes what the implementation computes."""
     impl = impls.get(name)
     I, H, dtype = 4, 3, dtype_of(impl)
+    if not impl.available:
+        pytest.skip(impl.unavailable_reason)
+    if declared_na(impl, cell, "cpu", dtype, options, I=I, H=H):
+        return
     original = torch_nn(cell, I, H, dtype=dtype, **options)
     layer = impl.build(cell, I, H, dtype=dtype, **options)
     shapes = impls.parameter_shapes(cell, I, H, **{k: v for k, v in options.items()
@@ -179,8 +206,11 @@ def test_state_dict_round_trips_with_torch_nn(name, cell, options):
 
 @pytest.mark.parametrize("name,cell", EVERY)
 def test_dropout_acts_in_training_only(name, cell):
-    """Training with dropout differs from no dropout; in eval mode the layer is nn's."""
+    """Training with dropout differs from no dropout (an inference-only implementation
+    refuses it by name); in eval mode the layer is nn's."""
     impl = impls.get(name)
+    if not impl.available:
+        pytest.skip(impl.unavailable_reason)
     dtype, I, H = dtype_of(impl), 4, 5
     torch.manual_seed(0)
     oracle = torch_nn(cell, I, H, num_layers=2, dropout=0.5, dtype=dtype)
@@ -190,7 +220,11 @@ def test_dropout_acts_in_training_only(name, cell):
         module.load_state_dict(oracle.state_dict())
     x = torch.randn(6, 3, I, dtype=dtype)
     assert layer.training
-    assert not torch.allclose(layer(x)[0], plain(x)[0])
+    if impl.trainable:
+        assert not torch.allclose(layer(x)[0], plain(x)[0])
+    else:
+        with pytest.raises(ValueError, match="'dropout'"):
+            layer(x)
     layer.eval()
     oracle.eval()
     y, state = layer(x)
@@ -206,6 +240,9 @@ def test_dropout_one_hides_the_input_from_the_layers_above(name, cell):
     alone on zeros (from its own initial state), its input gradient is exactly zero, and the
     first layer's final state is untouched."""
     impl = impls.get(name)
+    if not impl.trainable or not impl.available:
+        pytest.skip("dropout acts in training, which an inference-only implementation "
+                    "refuses (tested above)")
     dtype, T, B, I, H = dtype_of(impl), 5, 3, 4, 5
     options = dict(bidirectional=True, **({"proj_size": 2} if cell == "lstm" else {}))
     D, h_out = 2, 2 if cell == "lstm" else H
@@ -243,6 +280,8 @@ def test_dropout_one_hides_the_input_from_the_layers_above(name, cell):
 def test_dropout_with_one_layer_warns_and_changes_nothing(name, cell):
     """nn drops out between layers only: one layer in training is the layer without dropout."""
     impl = impls.get(name)
+    if not impl.available:
+        pytest.skip(impl.unavailable_reason)
     dtype = dtype_of(impl)
     oracle = torch_nn(cell, 4, 5, dtype=dtype)
     with pytest.warns(UserWarning, match="dropout"):

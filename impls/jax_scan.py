@@ -22,21 +22,26 @@ configuration likewise.
 Training (grad mode on and an input requiring grad) runs `forward_with_vjp`, which keeps
 the residuals for the backward; inference runs `forward` and keeps nothing.
 
-Tensors cross by DLPack both ways: torch -> jax is zero-copy for a contiguous tensor whose
-data is aligned as XLA wants (a fresh torch allocation is), and jax copies otherwise (a
-non-contiguous tensor is made contiguous first; h0[k] of a stacked state usually starts
-unaligned and is copied). jax -> torch (y, h_n, c_n, the gradients) is zero-copy always.
-`batch_sizes` is copied (T integers).
+Tensors cross torch -> jax as copies (x, h0, c0, the weights, and in the backward the
+output gradients: N x I + N x H_out + the weights, small next to the scan's work) and
+jax -> torch (y, h_n, c_n, the gradients) zero-copy by DLPack. A zero-copy DLPack import of
+torch's memory into jax made about one process in eight abort at exit here ("terminate
+called without an active exception", XLA's threads releasing buffers that torch owns).
+The backward's rerun (see `ScanFunction`) reads the inputs through `save_for_backward`, so
+one modified in place in between is torch's usual error.
 
 Precision: importing this module turns on jax's x64 mode for the whole process, for the
 float64 layers; every array here has an explicit dtype (the tensors' own), so float32
 layers compute in float32 exactly as without x64.
 
-Threads: XLA's CPU client sizes its thread pool once, at its start, from the machine's cores
-(not from torch's thread count, which it ignores): on a 2-core machine a call measures the
-same with torch limited to 1 or 2 threads, and `XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1` before import (one-threaded Eigen matmuls) changes nothing
-measurable at these sizes. There is no run-time knob.
+Threads: XLA's CPU client starts its own thread pool at first use, sized from the cores the
+process may run on (19 threads in all on 2 cores, 14 under `taskset -c 0`), and ignores
+torch's thread count: `torch.set_num_threads` leaves it as it is, so a case's core budget
+reaches jax only through the process's CPU affinity. `--xla_cpu_multi_thread_eigen=false`
+in XLA_FLAGS before import (one-threaded Eigen matmuls) changed neither the thread count
+nor, beyond the noise of a shared 2-core machine, the time of an LSTM call (I = H = 256,
+T = 50, B = 32); `intra_op_parallelism_threads` is not an XLA flag (XLA aborts on it).
+There is no run-time knob.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ from impls.layer import RecurrentLayer
 
 jax.config.update("jax_enable_x64", True)
 
-_CPU = jax.devices("cpu")[0]
+#: `DirectionWeights`' fields, the keys of the weights' pytree.
+WEIGHTS = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
 
 
 def recurrent(h, w):
@@ -146,20 +152,19 @@ def backward(vjp, cotangents):
 
 
 def to_jax(t: torch.Tensor | None):
-    return None if t is None else jax.dlpack.from_dlpack(t.detach().contiguous())
+    """A jax copy of the tensor (see the module's note on why not zero-copy)."""
+    return None if t is None else jnp.array(t.detach().numpy())
 
 
 def to_torch(a) -> torch.Tensor | None:
+    """The jax array's memory as a tensor (DLPack, zero-copy)."""
     return None if a is None else torch.from_dlpack(a)
 
 
-WEIGHTS = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
-
-
 def jax_inputs(batch_sizes, x, h0, c0, weights):
-    sizes = jax.device_put(batch_sizes.numpy(), _CPU)
+    """The arguments of `forward` and `forward_with_vjp` after the static ones."""
     w = dict(zip(WEIGHTS, map(to_jax, weights)))
-    return sizes, to_jax(x), to_jax(h0), to_jax(c0), w
+    return to_jax(batch_sizes), to_jax(x), to_jax(h0), to_jax(c0), w
 
 
 class ScanFunction(torch.autograd.Function):
@@ -190,10 +195,9 @@ class ScanFunction(torch.autograd.Function):
 
 
 class JaxLayer(RecurrentLayer):
-    impl_name = "jax"
+    """nn's LSTM/GRU/RNN with each direction of each layer a jitted jax scan."""
 
-    def __init__(self, cell, input_size, hidden_size, **options):
-        super().__init__(cell, input_size, hidden_size, **options)
+    impl_name = "jax"
 
     def run_direction(self, x, batch_sizes, h0, c0, w):
         ragged = bool(batch_sizes[-1] != batch_sizes[0])

@@ -3,17 +3,31 @@
 `compiled`: the input projection for all steps is one GEMM before the loop, as in
 `impls.scripted`; the step (recurrent GEMM and the fused gate math) is compiled once and
 called T times from Python, so the compile cost does not grow with T. Compiling the whole
-unrolled loop instead took 60 s for T=20 and grows with T.
+unrolled loop instead took 60 s for T=20 and grows with T; PyTorch's `scan` operator fails
+in Inductor on the CPU already for inference (DataDependentOutputException in
+decompose_scan_to_while_loop).
 
-STEP_FIGURES
+Measured for LSTM T=100 I=H=256, 2 threads, on a shared and busy 2-core machine (so the
+steady times are the best of 12, compiled and scripted alternating in one process):
+
+    B=64  first call (cold compile): 6-24 s inference, +10 s for training's graphs
+          steady: inference 351 ms (scripted 346), training 224 ms (scripted 216)
+    B=1   first call: 6 s inference, +5.5 s training
+          steady: inference 16 ms (scripted 7), training 54 ms (scripted 36)
+
+Compiling buys nothing over TorchScript here: the GEMMs dominate at B=64, and at B=1 the
+~90 us that each compiled call costs (guards, the autograd wrapper) doubles the time.
 
 Variable lengths: every step runs on all B rows and keeps the ended sequences' old state
 (`torch.where` on a row mask, fused into the gate kernel), so the step's shapes never
-change within a call and a PackedSequence needs no further graph. Shapes are static
+change within a call and a PackedSequence needs no further graph (the price: the ended
+rows are computed and thrown away). Shapes are static
 (`dynamic=False`): one graph per (cell, B, H, projection, bias, dtype, device, grad mode),
-T and lengths never recompile; a new batch size or hidden size does. Dynamic shapes
-compiled several times slower and were not faster once compiled. `layer.compiles` counts
-the graphs Dynamo compiled during this layer's calls (the recompiles the bench reports).
+T and lengths never recompile; a new batch size or hidden size does. With `dynamic=True`
+the first call took 32-48 s instead of 6-9 s and was not measurably faster afterwards.
+Training compiles two graphs more than inference: the first step's state needs no gradient
+when h0 is zeros, the later steps' does. `layer.compiles` counts the graphs Dynamo
+compiled during this layer's calls (the recompiles the bench reports).
 
 `compiled-nn`: `torch.compile` around nn.LSTM/GRU/RNN's own forward. Dynamo refuses the
 module ("Attempted to wrap RNN, GRU, or LSTM", unless `torch._dynamo.config.allow_rnn`),
@@ -65,15 +79,10 @@ def _rnn_step(xw_t, running, h, w_hh, relu: bool):
     return torch.where(running, torch.relu(a) if relu else torch.tanh(a), h)
 
 
-_STEPS = {}
-
-
-def _step(kind: str):
-    """Compiled on first use (compiling is lazy anyway; this keeps one wrapper per cell)."""
-    if kind not in _STEPS:
-        fn = {"lstm": _lstm_step, "gru": _gru_step, "rnn": _rnn_step}[kind]
-        _STEPS[kind] = torch.compile(fn, dynamic=False)
-    return _STEPS[kind]
+#: Cell kind -> its step under torch.compile (Dynamo compiles on the first call).
+_STEPS = {"lstm": torch.compile(_lstm_step, dynamic=False),
+          "gru": torch.compile(_gru_step, dynamic=False),
+          "rnn": torch.compile(_rnn_step, dynamic=False)}
 
 
 def _grid_rows(batch_sizes: torch.Tensor, device) -> torch.Tensor:
@@ -85,6 +94,8 @@ def _grid_rows(batch_sizes: torch.Tensor, device) -> torch.Tensor:
 
 
 class CompiledLayer(RecurrentLayer):
+    """The hoisted input projection, then the compiled step T times; `compiles` counts graphs."""
+
     impl_name = "compiled"
 
     def __init__(self, cell, input_size, hidden_size, **options):
@@ -111,7 +122,7 @@ class CompiledLayer(RecurrentLayer):
             xw = xw.new_zeros(T * B, xw.shape[1]).index_copy(0, grid, xw)
         running = (torch.arange(B) < batch_sizes.unsqueeze(1)).unsqueeze(2).to(x.device)
         h, c, outputs = h0, c0, []
-        step = _step("rnn" if self.cell.startswith("rnn_") else self.cell)
+        step = _STEPS["rnn" if self.cell.startswith("rnn_") else self.cell]
         for xw_t, running_t in zip(xw.split(B), running.unbind(0)):
             if self.cell == "lstm":
                 h, c = step(xw_t, running_t, h, c, w.w_hh, w.w_hr)
@@ -141,7 +152,7 @@ def _rnn_forward(layer, input, hx):
 _NN_FORWARDS = {nn.LSTM: torch.compile(_lstm_forward), nn.GRU: torch.compile(_gru_forward),
                 nn.RNN: torch.compile(_rnn_forward)}
 
-#: nn class -> what Dynamo did with its forward, from the first call that compiled anything.
+#: nn class -> what Dynamo did with its forward, from the call in which it compiled or broke.
 _NN_OUTCOMES = {}
 
 
@@ -153,7 +164,8 @@ class CompiledNNLayer(CheckedCall):
 
     @property
     def dynamo_outcome(self) -> str:
-        """What Dynamo did with nn's forward ("not called yet" before the first call)."""
+        """What Dynamo did with this nn class's forward in this process ("not called yet"
+        until a layer of the class has run)."""
         return _NN_OUTCOMES.get(self.nn_class, "not called yet")
 
     def forward(self, input, hx=None):

@@ -52,6 +52,18 @@ register(Implementation(
     description="numba JIT time loop with hand-derived BPTT, GEMMs outside the loop",
 ))
 register(Implementation(
+    name="compiled", factory="impls.compiled:CompiledLayer", cells=_ALL_CELLS,
+    devices=_BOTH, dtypes=frozenset({torch.float32, torch.float64}), trainable=True,
+    description="torch.compile (Inductor) of one step, reused at every step; input "
+                "projection hoisted",
+))
+register(Implementation(
+    name="compiled-nn", factory="impls.compiled:build_compiled_nn", cells=_ALL_CELLS,
+    devices=_BOTH, dtypes=FLOAT_DTYPES, trainable=True,
+    description="torch.compile around nn.LSTM/GRU/RNN itself (Dynamo breaks the graph "
+                "there: nn runs eagerly)",
+))
+register(Implementation(
     name="onnxruntime", factory="impls.exported:build_onnxruntime", cells=_ALL_CELLS,
     devices=frozenset({"cpu"}), dtypes=frozenset({torch.float32}), trainable=False,
     requires=("onnx", "onnxscript", "onnxruntime"), lacks=_EXPORTED_LACKS["onnxruntime"],
@@ -63,6 +75,13 @@ register(Implementation(
     devices=frozenset({"cpu"}), dtypes=frozenset({torch.float32}), trainable=False,
     requires=("onnx", "onnxscript", "openvino"), lacks=_EXPORTED_LACKS["openvino"],
     description="the same ONNX graph compiled by OpenVINO's CPU plugin (inference only)",
+))
+register(Implementation(
+    name="jax", factory="impls.jax_scan:JaxLayer", cells=_ALL_CELLS,
+    devices=frozenset({"cpu"}), dtypes=frozenset({torch.float32, torch.float64}),
+    trainable=True, requires=("jax",),
+    description="jax.lax.scan cell, jitted, input projection hoisted; backward from jax.vjp "
+                "inside a torch.autograd.Function",
 ))
 
 __all__ = [

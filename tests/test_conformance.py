@@ -21,9 +21,16 @@ pytestmark = pytest.mark.filterwarnings(
 EVERY = [(name, cell) for name in impls.names() for cell in sorted(impls.get(name).cells)]
 
 
-def cases(dtype):
-    """(implementation, cell) for every implementation declaring `dtype`."""
+#: Implementations that compile a program for each new shape (seconds each on 2 cores): the
+#: random cases draw fewer examples for them; the pinned cases below are the same for all.
+COMPILING = {"compiled", "jax"}
+
+
+def cases(dtype, compiling=None):
+    """(implementation, cell) for every implementation declaring `dtype`; `compiling`
+    True/False keeps only those in / not in COMPILING."""
     return [(name, cell) for name in impls.names() if dtype in impls.get(name).dtypes
+            and (compiling is None or (name in COMPILING) == compiling)
             for cell in sorted(impls.get(name).cells)]
 
 
@@ -103,7 +110,7 @@ def check(name, cell, device, dtype, sizes, options):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name,cell", cases(torch.float64))
+@pytest.mark.parametrize("name,cell", cases(torch.float64, compiling=False))
 @settings(max_examples=15)
 @given(data=st.data())
 def test_float64_matches_reference(name, cell, device, data):
@@ -111,11 +118,18 @@ def test_float64_matches_reference(name, cell, device, data):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name,cell", cases(torch.float32))
+@pytest.mark.parametrize("name,cell", cases(torch.float32, compiling=False))
 @settings(max_examples=15)
 @given(data=st.data())
 def test_float32_matches_torch_nn(name, cell, device, data):
     check(name, cell, device, torch.float32, *draw_case(data, cell))
+
+
+@pytest.mark.parametrize("name,cell", cases(torch.float64, compiling=True))
+@settings(max_examples=3, deadline=None)
+@given(data=st.data())
+def test_compiling_implementations_float64_matches_reference(name, cell, data):
+    check(name, cell, "cpu", torch.float64, *draw_case(data, cell))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

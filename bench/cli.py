@@ -203,7 +203,7 @@ def _new_plan(parser, args):
     selected = cases.select(profile.cases(torch.cuda.is_available(), cores), cells=args.cell,
                             modes=args.mode, dtypes=args.dtype, devices=args.device,
                             threads=budgets)
-    names = args.impl or impls.names()
+    names = args.impl or list(profile.implementations or impls.names())
     for name in names:
         impls.get(name)  # an unknown name lists the known ones
     if args.baseline not in names:

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+import impls
 from bench import workload
 from bench.speed import cases
 from bench.speed.cases import Case, Grid, Plan, Timing
@@ -254,3 +255,11 @@ def test_plan_round_trips():
                 timing=cases.QUICK_TIMING, fresh_process=False, seed=7,
                 plugins=["my.impl"])
     assert Plan.from_dict(plan.to_dict()) == plan
+
+
+def test_the_timed_profiles_name_their_implementations():
+    """Registering a peer must not lengthen the quick and default runs; full takes all."""
+    for name in ("quick", "default", "numba-targets"):
+        assert cases.PROFILES[name].implementations == cases.BUILT_IN
+    assert set(cases.BUILT_IN) <= set(impls.names())
+    assert cases.PROFILES["full"].implementations is None

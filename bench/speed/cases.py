@@ -284,7 +284,9 @@ class Grid:
 class Profile:
     """A named set of grids and the timing they are measured with.
 
-    `devices=None` means cpu, plus cuda where a GPU is visible.
+    `devices=None` means cpu, plus cuda where a GPU is visible. `implementations=None`
+    means every registered one; the timed profiles name theirs, so that registering a peer
+    does not push them past the time they promise.
     """
 
     name: str
@@ -296,6 +298,7 @@ class Profile:
     dtypes: tuple[str, ...] = ("float32",)
     devices: tuple[str, ...] | None = None
     threads: tuple[int | str, ...] = (ALL_CORES,)
+    implementations: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.grids:
@@ -338,6 +341,11 @@ INFERENCE = ("inference",)
 #: Variable-length batches: lengths uniform in [T/2, T].
 HALF_TO_FULL = "uniform:0.5"
 
+#: The implementations the quick and default profiles time: the reference, PyTorch's two
+#: kernels, the scripted loop and numba. The peers (compiled, jax, onnxruntime, openvino)
+#: are measured with --impl until the default profile has a budget for their compiles.
+BUILT_IN = ("reference", "torch", "torch-native", "scripted", "numba")
+
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile(
         name="quick",
@@ -352,6 +360,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
                Grid(T=(50,), B=(16,), H=(128,), cells=GATED, modes=INFERENCE, layers=(2,),
                     bidirectional=(True,), lengths=(HALF_TO_FULL,))),
         timing=QUICK_TIMING,
+        implementations=BUILT_IN,
     ),
     Profile(
         name="default",
@@ -374,6 +383,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
                     bidirectional=(True,)),
                Grid(T=(100,), B=(64,), H=(256,), cells=GATED, lengths=(HALF_TO_FULL,))),
         timing=DEFAULT_TIMING,
+        implementations=BUILT_IN,
     ),
     Profile(
         name="full",
@@ -401,6 +411,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
         timing=DEFAULT_TIMING,
         cells=("lstm", "gru"),
         devices=("cpu",),
+        implementations=BUILT_IN,
     ),
 )}
 

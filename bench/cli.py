@@ -98,7 +98,8 @@ def run_parser() -> argparse.ArgumentParser:
     what.add_argument("--device", type=_list_of(str), metavar="DEVICE[,...]",
                       help="cpu, cuda (default: cpu, plus cuda where a GPU is visible)")
     what.add_argument("--impl", type=_list_of(str), metavar="NAME[,...]",
-                      help="implementations (default: every registered one)")
+                      help="implementations (default: the profile's; every registered one "
+                           "for a custom grid or the full profile)")
     what.add_argument("--baseline", default="torch",
                       help="implementation the ratios are taken against (default: torch)")
     what.add_argument("--plugin", action="append", default=[], metavar="MODULE",

@@ -31,7 +31,7 @@ from bench.claims.experiment import (
 )
 from bench.claims.structure import NOTE_002, NOTE_003
 from bench.environment import usable_cores
-from bench.speed.cases import Case, Timing
+from bench.speed.cases import BUILT_IN, Case, Timing
 from bench.speed.costs import flops
 from bench.speed.stats import ratio_of_medians, summarize
 from bench.speed.timing import time_group
@@ -69,10 +69,12 @@ def grid_points(profile: str) -> list[dict]:
 
 
 def implementations() -> list[tuple[str, str, str]]:
-    """(name, device, dtype) for every implementation with both cells; float32 where it has
-    it (the reference has only float64), CUDA too where a GPU is visible."""
+    """(name, device, dtype) for every built-in implementation with both cells; float32 where
+    it has it (the reference has only float64), CUDA too where a GPU is visible. The peers
+    are measured by the bench (`--impl`), not here: their compiles would dominate a claim's
+    time."""
     found = []
-    for name in impls.names():
+    for name in BUILT_IN:
         impl = impls.get(name)
         if not {"lstm", "gru"} <= impl.cells:
             continue

@@ -13,6 +13,10 @@ from torch.nn.utils.rnn import PackedSequence, pack_sequence
 
 import impls
 
+#: Implementations that compile a program for each new shape (seconds each on 2 cores): the
+#: random cases draw fewer examples for them; the pinned cases are the same for all.
+COMPILING = {"compiled", "jax"}
+
 #: Parametrize over this: CUDA variants run where a GPU is visible and skip cleanly elsewhere.
 DEVICES = [
     "cpu",

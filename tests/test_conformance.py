@@ -12,18 +12,13 @@ from hypothesis import strategies as st
 
 import impls
 
-from oracle import DEVICES, LAYOUTS, TOLERANCES, assert_match, make_inputs, run, torch_nn
+from oracle import COMPILING, DEVICES, LAYOUTS, TOLERANCES, assert_match, make_inputs, run, torch_nn
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:LSTM with projections is not supported with oneDNN:UserWarning")
 
 #: Every (implementation, cell).
 EVERY = [(name, cell) for name in impls.names() for cell in sorted(impls.get(name).cells)]
-
-
-#: Implementations that compile a program for each new shape (seconds each on 2 cores): the
-#: random cases draw fewer examples for them; the pinned cases below are the same for all.
-COMPILING = {"compiled", "jax"}
 
 
 def cases(dtype, compiling=None):

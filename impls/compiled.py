@@ -45,6 +45,7 @@ from torch._dynamo.utils import counters
 from torch.nn import functional as F
 
 from impls.layer import CheckedCall, RecurrentLayer
+from impls.torch_nn import nn_module
 
 #: Graphs one step function may hold before Dynamo gives up and runs it eagerly: every
 #: (B, H, dtype, grad mode) is a graph of its own, and tests and sweeps meet many.
@@ -195,14 +196,9 @@ class CompiledRNN(CompiledNNLayer, nn.RNN):
     nn_class = nn.RNN
 
 
-def build_compiled_nn(cell, input_size, hidden_size, *, proj_size, **options):
+def build_compiled_nn(cell, input_size, hidden_size, **options):
     """nn's module for `cell` whose forward runs under torch.compile."""
-    if cell == "lstm":
-        layer = CompiledLSTM(input_size, hidden_size, proj_size=proj_size, **options)
-    elif cell == "gru":  # nn.GRU and nn.RNN take no proj_size (it is checked to be 0 here)
-        layer = CompiledGRU(input_size, hidden_size, **options)
-    else:
-        layer = CompiledRNN(input_size, hidden_size, nonlinearity=cell.removeprefix("rnn_"),
-                            **options)
+    layer = nn_module((CompiledLSTM, CompiledGRU, CompiledRNN), cell, input_size, hidden_size,
+                      **options)
     layer.cell = cell
     return layer

@@ -37,6 +37,7 @@ from torch import _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from impls.layer import CheckedCall
+from impls.torch_nn import nn_module
 
 #: What the exported graphs cannot express, per runtime (the registry's `lacks`).
 LACKS = {"onnxruntime": frozenset({"proj_size"}),
@@ -239,14 +240,9 @@ class ExportedRNN(ExportedLayer, nn.RNN):
     pass
 
 
-def _build(runtime, cell, input_size, hidden_size, *, proj_size, **options):
-    if cell == "lstm":
-        layer = ExportedLSTM(input_size, hidden_size, proj_size=proj_size, **options)
-    elif cell == "gru":  # nn.GRU and nn.RNN take no proj_size (it is checked to be 0 here)
-        layer = ExportedGRU(input_size, hidden_size, **options)
-    else:
-        layer = ExportedRNN(input_size, hidden_size, nonlinearity=cell.removeprefix("rnn_"),
-                            **options)
+def _build(runtime, cell, input_size, hidden_size, **options):
+    layer = nn_module((ExportedLSTM, ExportedGRU, ExportedRNN), cell, input_size, hidden_size,
+                      **options)
     layer._start(cell, runtime)
     layer.requires_grad_(False)  # inference only: its weights are not trained
     return layer

@@ -158,32 +158,26 @@ class CheckedCall:
         weight = self.weight_hh_l0
         return weight.dtype, weight.device
 
-    def check_call(self, input, hx):
-        """Validate; return (rows (N, I), batch_sizes, sorted_indices, shape), where shape
-        is (T, B) for a tensor input, None for a packed one, and B = batch_sizes[0]."""
+    def check_call(self, input, hx) -> None:
+        """Validate the input and the state against the layer, as nn does, naming the argument."""
         if isinstance(input, PackedSequence):
-            rows, batch_sizes = input.data, input.batch_sizes
-            self._check_tensor("input", rows,
+            self._check_tensor("input", input.data,
                                f"the rows of a PackedSequence, (N, {self.input_size})", 2)
             self._check_packing(input)
-            order, shape = input.sorted_indices, None
+            self._check_state(hx, int(input.batch_sizes[0]), batched=True)
+            return
+        batched = (f"(B, T, {self.input_size}) (batch_first)" if self.batch_first
+                   else f"(T, B, {self.input_size})")
+        self._check_tensor("input", input, f"{batched} or unbatched (T, {self.input_size})",
+                           2, 3)
+        if input.dim() == 2:
+            T, B = input.shape[0], 1
         else:
-            batched = (f"(B, T, {self.input_size}) (batch_first)" if self.batch_first
-                       else f"(T, B, {self.input_size})")
-            self._check_tensor("input", input, f"{batched} or unbatched (T, {self.input_size})",
-                               2, 3)
-            x = input.unsqueeze(1) if input.dim() == 2 else (
-                input.transpose(0, 1) if self.batch_first else input)
-            T, B = x.shape[:2]
-            if T == 0 or B == 0:
-                raise self._fail(ValueError, "input", "non-empty: T >= 1 and B >= 1",
-                                 f"shape {tuple(input.shape)}")
-            rows = x.reshape(T * B, self.input_size)
-            batch_sizes = torch.full((T,), B, dtype=torch.int64)
-            order, shape = None, (T, B)
-        batched = isinstance(input, PackedSequence) or input.dim() == 3
-        self._check_state(hx, int(batch_sizes[0]), batched)
-        return rows, batch_sizes, order, shape
+            B, T = input.shape[:2] if self.batch_first else input.shape[1::-1]
+        if T == 0 or B == 0:
+            raise self._fail(ValueError, "input", "non-empty: T >= 1 and B >= 1",
+                             f"shape {tuple(input.shape)}")
+        self._check_state(hx, B, batched=input.dim() == 3)
 
     def _check_tensor(self, arg, t, expected, *dims):
         if not isinstance(t, torch.Tensor):
@@ -297,7 +291,8 @@ class RecurrentLayer(CheckedCall, nn.Module):
         raise NotImplementedError
 
     def forward(self, input, hx=None):
-        rows, batch_sizes, order, shape = self.check_call(input, hx)
+        self.check_call(input, hx)
+        rows, batch_sizes, order, shape = self._rows(input)
         D, L, B = 1 + self.bidirectional, self.num_layers, int(batch_sizes[0])
         h0, c0 = self._initial_states(hx, input, rows, B, order)
         reverse = reversed_rows(batch_sizes, rows.device) if D == 2 else None
@@ -317,6 +312,18 @@ class RecurrentLayer(CheckedCall, nn.Module):
                 c_n.append(c)
             x = outputs[0] if D == 1 else torch.cat(outputs, 1)
         return self._outputs(input, x, shape, h_n, c_n)
+
+    def _rows(self, input):
+        """(rows (N, I), batch_sizes, sorted_indices, shape) of the packed layout, where shape
+        is (T, B) for a tensor input (the rows a view where the layout allows), None for a
+        packed one."""
+        if isinstance(input, PackedSequence):
+            return input.data, input.batch_sizes, input.sorted_indices, None
+        x = input.unsqueeze(1) if input.dim() == 2 else (
+            input.transpose(0, 1) if self.batch_first else input)
+        T, B = x.shape[:2]
+        return (x.reshape(T * B, self.input_size), torch.full((T,), B, dtype=torch.int64),
+                None, (T, B))
 
     def _initial_states(self, hx, input, rows, B, order):
         """(h0, c0): per layer and direction (B, .) in the packed rows' sequence order."""

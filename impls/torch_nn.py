@@ -52,14 +52,20 @@ class TorchRNN(TorchLayer, nn.RNN):
     pass
 
 
-def _build(cell, input_size, hidden_size, *, native, proj_size, **options):
+def nn_module(classes, cell, input_size, hidden_size, *, proj_size, **options):
+    """`cell`'s module from `classes`, subclasses of (nn.LSTM, nn.GRU, nn.RNN), with nn's
+    options; nn.GRU and nn.RNN take no proj_size (the registry checked it is 0 there)."""
+    lstm, gru, rnn = classes
     if cell == "lstm":
-        layer = TorchLSTM(input_size, hidden_size, proj_size=proj_size, **options)
-    elif cell == "gru":  # nn.GRU and nn.RNN take no proj_size (it is checked to be 0 here)
-        layer = TorchGRU(input_size, hidden_size, **options)
-    else:
-        layer = TorchRNN(input_size, hidden_size, nonlinearity=cell.removeprefix("rnn_"),
-                         **options)
+        return lstm(input_size, hidden_size, proj_size=proj_size, **options)
+    if cell == "gru":
+        return gru(input_size, hidden_size, **options)
+    return rnn(input_size, hidden_size, nonlinearity=cell.removeprefix("rnn_"), **options)
+
+
+def _build(cell, input_size, hidden_size, *, native, **options):
+    layer = nn_module((TorchLSTM, TorchGRU, TorchRNN), cell, input_size, hidden_size,
+                      **options)
     layer.impl_name = "torch-native" if native else "torch"
     layer.cell = cell
     layer.native = native

@@ -353,6 +353,35 @@ def _record(model, T, seed, loss, solved_at=None, sizing="equal", H=32):
             "curve": [{"step": 100, "loss": loss, "grad_norm_max": 1.0}]}
 
 
+def _cross(impl, losses, solved_at=None):
+    record = _record("lstm", 50, 0, losses[-1], solved_at)
+    record.update(section="cross_impl", key=f"cross_impl/lstm/{impl}",
+                  curve=[{"step": k + 1, "loss": v, "grad_norm_max": 1.0}
+                         for k, v in enumerate(losses)])
+    record["config"]["impl"] = impl
+    return record
+
+
+def test_cross_implementation_agreement_is_judged_on_the_early_gap_and_success():
+    early = [0.2] * 50
+    tol = accuracy.CROSS_IMPL_TOLERANCE
+    records = [
+        _cross("reference", early + [0.1, 0.005], solved_at=52),
+        _cross("close", [v * (1 + tol / 2) for v in early] + [0.12, 0.006], solved_at=52),
+        _cross("drifts", [v * (1 + 2 * tol) for v in early] + [0.1, 0.005], solved_at=52),
+        _cross("unsolved", early + [0.1, 0.05]),
+    ]
+    rows = {r["impl"]: r for r in accuracy.cross_impl_summary(records)}
+    assert rows["reference"]["agrees"] and rows["reference"]["gap_first"] == 0
+    assert rows["close"]["agrees"]                        # later gaps (20%) are not judged
+    assert rows["close"]["gap_all"] == pytest.approx(0.2)
+    assert not rows["drifts"]["agrees"]
+    assert rows["drifts"]["gap_first"] == pytest.approx(2 * tol)
+    assert not rows["unsolved"]["agrees"]
+    without_reference = accuracy.cross_impl_summary(records[1:])
+    assert all(r["agrees"] is None for r in without_reference)
+
+
 def test_summary_counts_successes_and_skips_diverged_runs():
     records = [
         _record("lstm", 100, 0, 0.005, solved_at=700), _record("lstm", 100, 1, 0.004, 900),

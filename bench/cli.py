@@ -98,8 +98,9 @@ def run_parser() -> argparse.ArgumentParser:
     what.add_argument("--device", type=_list_of(str), metavar="DEVICE[,...]",
                       help="cpu, cuda (default: cpu, plus cuda where a GPU is visible)")
     what.add_argument("--impl", type=_list_of(str), metavar="NAME[,...]",
-                      help="implementations (default: the profile's; every registered one "
-                           "for a custom grid or the full profile)")
+                      help="implementations, in every case (default: the profile's, which "
+                           "may name more in some grids; every registered one for a custom "
+                           "grid or the full profile)")
     what.add_argument("--baseline", default="torch",
                       help="implementation the ratios are taken against (default: torch)")
     what.add_argument("--plugin", action="append", default=[], metavar="MODULE",
@@ -201,10 +202,16 @@ def _new_plan(parser, args):
                                      threads=budgets)
     else:
         profile = cases.PROFILES[args.profile or "default"]
-    selected = cases.select(profile.cases(torch.cuda.is_available(), cores), cells=args.cell,
-                            modes=args.mode, dtypes=args.dtype, devices=args.device,
-                            threads=budgets)
-    names = args.impl or list(profile.implementations or impls.names())
+    cuda = torch.cuda.is_available()
+    selected = cases.select(profile.cases(cuda, cores), cells=args.cell, modes=args.mode,
+                            dtypes=args.dtype, devices=args.device, threads=budgets)
+    if args.impl:
+        names, narrowed = args.impl, {}
+    else:
+        timed = profile.implementations_of(cuda, cores)
+        names = sorted({name for case in selected for name in timed[case.key]})
+        narrowed = {case.key: timed[case.key] for case in selected
+                    if timed[case.key] != names}
     for name in names:
         impls.get(name)  # an unknown name lists the known ones
     if args.baseline not in names:
@@ -217,7 +224,7 @@ def _new_plan(parser, args):
         timing = dataclasses.replace(timing, budget_s=args.budget)
     return cases.Plan(profile=profile.name, cases=selected, implementations=list(names),
                       baseline=args.baseline, timing=timing, fresh_process=args.fresh_process,
-                      seed=args.seed, plugins=list(args.plugin))
+                      seed=args.seed, plugins=list(args.plugin), narrowed=narrowed)
 
 
 def _print_plan(plan) -> None:
@@ -226,7 +233,7 @@ def _print_plan(plan) -> None:
           f"{plan.timing.workers} worker processes per case")
     for case in plan.cases:
         runs, skipped = [], []
-        for name in plan.implementations:
+        for name in plan.implementations_of(case):
             reason = case_unsupported(name, case)
             (runs if reason is None else skipped).append(name if reason is None
                                                          else f"{name} ({reason})")

@@ -250,16 +250,59 @@ def test_bad_timing_is_refused(kwargs, match):
 
 
 def test_plan_round_trips():
-    plan = Plan(profile="quick", cases=cases.PROFILES["quick"].cases(False, cores=2)[:3],
-                implementations=["torch", "scripted"], baseline="torch",
-                timing=cases.QUICK_TIMING, fresh_process=False, seed=7,
-                plugins=["my.impl"])
+    some = cases.PROFILES["quick"].cases(False, cores=2)[:3]
+    plan = Plan(profile="quick", cases=some, implementations=["torch", "scripted"],
+                baseline="torch", timing=cases.QUICK_TIMING, fresh_process=False, seed=7,
+                plugins=["my.impl"], narrowed={some[0].key: ["torch"]})
     assert Plan.from_dict(plan.to_dict()) == plan
+    assert plan.implementations_of(some[0]) == ["torch"]
+    assert plan.implementations_of(some[1]) == ["torch", "scripted"]
+
+
+def test_a_plan_stored_before_narrowing_times_every_implementation_everywhere():
+    some = cases.PROFILES["quick"].cases(False, cores=2)[:2]
+    stored = Plan(profile="quick", cases=some, implementations=["torch", "numba"],
+                  baseline="torch", timing=cases.QUICK_TIMING).to_dict()
+    del stored["narrowed"]
+    plan = Plan.from_dict(stored)
+    assert [plan.implementations_of(c) for c in some] == [["torch", "numba"]] * 2
+
+
+def test_a_grid_names_the_implementations_of_its_cases_and_overlaps_take_the_union():
+    profile = cases.Profile(
+        name="mixed", description="", timing=cases.QUICK_TIMING, cells=("gru",),
+        modes=("inference",), devices=("cpu",), implementations=("torch", "numba"),
+        grids=(Grid(T=(10,), B=(1, 4), H=(8,)),
+               Grid(T=(10,), B=(4, 8), H=(8,), implementations=("jax", "torch"))))
+    timed = profile.implementations_of(False, cores=2)
+    by_batch = {case.B: timed[case.key] for case in profile.cases(False, cores=2)}
+    assert by_batch == {1: ["numba", "torch"], 4: ["jax", "numba", "torch"],
+                        8: ["jax", "torch"]}
+    with pytest.raises(ValueError, match="grid implementations must name at least one"):
+        Grid(T=(10,), B=(1,), H=(8,), implementations=())
+
+
+def test_toml_grid_names_its_implementations(tmp_path):
+    path = tmp_path / "peers.toml"
+    path.write_text('cells = ["lstm"]\nmodes = ["inference"]\ndevices = ["cpu"]\n'
+                    '[[grid]]\nT = [10]\nB = [1]\nH = [8]\n'
+                    '[[grid]]\nT = [10]\nB = [4]\nH = [8]\nimplementations = ["torch", "jax"]\n')
+    timed = cases.load_profile(path).implementations_of(False, cores=2)
+    assert timed == {"lstm/inference/T10/B1/I8/H8/float32/cpu/t2": impls.names(),
+                     "lstm/inference/T10/B4/I8/H8/float32/cpu/t2": ["jax", "torch"]}
 
 
 def test_the_timed_profiles_name_their_implementations():
-    """Registering a peer must not lengthen the quick and default runs; full takes all."""
+    """Registering a peer must not lengthen the quick and default runs; full takes all.
+    The default profile times the peers where its leaders are named: T=100, I=H=256, B=1
+    and 64, LSTM and GRU, both modes, on all cores."""
     for name in ("quick", "default", "numba-targets"):
         assert cases.PROFILES[name].implementations == cases.BUILT_IN
-    assert set(cases.BUILT_IN) <= set(impls.names())
+    assert set(cases.BUILT_IN + cases.PEERS) == set(impls.names())
     assert cases.PROFILES["full"].implementations is None
+    default = cases.PROFILES["default"]
+    with_peers = {key for key, names in default.implementations_of(False, cores=2).items()
+                  if set(cases.PEERS) <= set(names)}
+    assert with_peers == {f"{cell}/{mode}/T100/B{B}/I256/H256/float32/cpu/t2"
+                          for cell in ("lstm", "gru") for mode in ("inference", "training")
+                          for B in (1, 64)}

@@ -143,6 +143,17 @@ def test_list_shows_cases_and_na(capsys):
     assert "N/A: reference (no float32 support (has float64))" in out
 
 
+def test_the_default_plan_times_the_peers_only_where_its_grid_names_them(capsys):
+    assert cli.main(["--profile", "default", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cores = usable_cores()
+    # a case's line names each of its implementations, as timed or N/A (a peer not installed)
+    line_of = {line.split(": ")[0].strip(): line for line in lines[1:]}
+    assert "jax" in line_of[f"gru/training/T100/B1/I256/H256/float32/cpu/t{cores}"]
+    assert "jax" not in line_of[f"gru/training/T100/B32/I128/H128/float32/cpu/t{cores}"]
+    assert "onnxruntime" in line_of[f"lstm/inference/T100/B64/I256/H256/float32/cpu/t{cores}"]
+
+
 def test_delegated_subcommands_get_their_arguments(monkeypatch):
     received = []
     fake = types.ModuleType("bench_test_fake_gate")

@@ -187,6 +187,30 @@ def test_the_report_names_the_latency_and_throughput_leaders(tmp_path):
     assert rows[3][5].startswith("slow 2.00× slower [")
 
 
+def test_every_implementation_is_tabled_side_by_side_where_most_are_timed(tmp_path):
+    measured = [Case(cell, mode, T=10, B=B, I=H, H=H, threads=2) for H in (8, 16)
+                for cell in ("lstm", "gru") for mode in ("inference", "training")
+                for B in (1, 64)]
+    data = results.RunFile.load(write_run(tmp_path, measured)).data
+    peer = {"status": "ok", **{k: v for k, v in record(measured[0])["implementations"][
+        "slow"].items() if k != "status"}}
+    for r in data["cases"]:
+        if r["case"]["H"] == 16:  # a peer timed at this shape only, inference only
+            r["implementations"]["peer"] = (dict(peer) if r["case"]["mode"] == "inference"
+                                            else {"status": "n/a", "reason": "not trainable"})
+    text = report.render(data, [], tmp_path, tmp_path / "results.json")
+    assert "T=10, I=16, H=16, on all cores" in text
+    rows = section_rows(text, "## Every implementation side by side")
+    assert [row[0] for row in rows] == ["broken", "", "fast", "", "peer", "", "slow", ""]
+    assert [row[1] for row in rows] == ["time × fast", "first call ms"] * 4
+    assert len(rows[0]) == 2 + 8           # 2 cells x 2 modes x 2 batch sizes
+    assert rows[0][2:] == ["failed (exception)"] * 8
+    assert rows[3][2:] == ["250"] * 8      # the fresh process's first call, in ms
+    slow = rows[6][2]
+    assert slow.startswith("2.00 [")
+    assert rows[4][2:] == [slow] * 2 + ["N/A"] * 2 + [slow] * 2 + ["N/A"] * 2
+
+
 def test_gru_lstm_ratio_is_tabled_beside_the_flop_ratio(text):
     assert "## GRU / LSTM time ratio" in text
     assert "| cpu | float32 | 2 | inference | 10 | 4 | 8 | 8 | – | fast | 0.75 [" in text

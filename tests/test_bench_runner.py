@@ -94,6 +94,16 @@ def test_a_group_is_timed_together_and_written_per_case():
         assert all(e["status"] == "ok" for e in r["implementations"].values())
 
 
+def test_a_narrowed_case_times_and_records_only_its_implementations():
+    group = [Case(cell, "inference", T=3, B=2, I=4, H=4) for cell in ("lstm", "gru")]
+    plan = dataclasses.replace(plan_for(group, ["torch", "torch-native", "scripted"]),
+                               narrowed={group[1].key: ["torch", "scripted"]})
+    lstm, gru = runner.measure_group(group, plan, {})
+    assert list(lstm["implementations"]) == ["torch", "torch-native", "scripted"]
+    assert list(gru["implementations"]) == ["torch", "scripted"]
+    assert all(e["status"] == "ok" for r in (lstm, gru) for e in r["implementations"].values())
+
+
 def test_ratios_are_unavailable_when_the_baseline_failed():
     case = Case("gru", "inference", T=3, B=2, I=4, H=4)
     [record] = runner.measure_group([case], plan_for([case], ["torch", "test-raises"],

@@ -210,16 +210,23 @@ def _margin(best: dict) -> str:
             f"{_interval(*m['ci95'], lambda v: f'{v:.2f}')}{tied}")
 
 
-def _leaders(cases: list[dict]) -> list[str]:
-    """The two questions readers come with, for LSTM and GRU in both modes: which
-    implementation has the lowest latency at batch 1, which the highest throughput at B=64
-    (one layer, full lengths, all cores)."""
+def _leader_cases(cases: list[dict]) -> list[tuple[dict, Case]]:
+    """The records the two questions readers come with are asked of: LSTM and GRU at batch 1
+    and 64, one layer, full lengths, on all cores."""
     top = max((r["case"]["threads"] for r in cases), default=None)
-    rows = []
+    chosen = []
     for record in sorted(cases, key=_order):
         c = Case.from_dict(record["case"])
-        if c.variant or c.threads != top or c.B not in (1, 64) or c.cell not in ("lstm", "gru"):
-            continue
+        if not c.variant and c.threads == top and c.B in (1, 64) and c.cell in ("lstm", "gru"):
+            chosen.append((record, c))
+    return chosen
+
+
+def _leaders(cases: list[dict]) -> list[str]:
+    """Which implementation has the lowest latency at batch 1, which the highest throughput
+    at B=64, for LSTM and GRU in both modes."""
+    rows = []
+    for record, c in _leader_cases(cases):
         best = analysis.fastest(record)
         if best is None:
             continue
@@ -238,6 +245,54 @@ def _leaders(cases: list[dict]) -> list[str]:
             "taken within the case.", "",
             "| cell | mode | question | shape | leader | next |",
             "|---|---|---|---|---|---|", *rows, ""]
+
+
+def _side_by_side(cases: list[dict], baseline: str) -> list[str]:
+    """Every implementation of the leaders' cases at one shape in one table: its time over
+    the baseline's and its first call, so that the compilers' cost shows beside their speed.
+    The shape is the one whose cases time the most implementations (the default profile
+    times the peers at one shape only)."""
+    by_shape: dict[tuple, list[tuple[dict, Case]]] = defaultdict(list)
+    for record, c in _leader_cases(cases):
+        by_shape[(c.T, c.I, c.H)].append((record, c))
+    if not by_shape:
+        return []
+
+    def timed(chosen):
+        return sorted({name for record, _ in chosen
+                       for name, entry in record["implementations"].items()
+                       if entry["status"] != "n/a"})
+
+    (T, I, H), chosen = max(by_shape.items(),
+                            key=lambda kv: (len(timed(kv[1])), len(kv[1])))
+    names = timed(chosen)
+    if len(chosen) < 2 or not names:
+        return []
+    columns = [f"{c.cell} {c.mode} B={c.B}" for _, c in chosen]
+    def ratio(entry: dict | None) -> str:
+        if entry is None:
+            return "not timed"
+        if entry["status"] == "n/a":
+            return "N/A"
+        if entry["status"] == "failed":
+            return f"failed ({entry['reason']})"
+        return _ratio(entry)
+
+    rows = []
+    for name in names:
+        entries = [record["implementations"].get(name) for record, _ in chosen]
+        rows.append(f"| {name} | time × {baseline} | "
+                    + " | ".join(ratio(e) for e in entries) + " |")
+        rows.append("| | first call ms | "
+                    + " | ".join(DASH if e is None else _first_call(e) for e in entries) + " |")
+    return ["## Every implementation side by side", "",
+            f"T={T}, I={I}, H={H}, on all cores: each implementation's median time over "
+            f"{baseline}'s within the case (95% interval; below 1 is faster), and its first "
+            "call in a fresh process (for the compilers and runtimes, the compile or export "
+            "and session creation). N/A: the implementation cannot run the case (the "
+            "inference-only runtimes in training).", "",
+            "| implementation | | " + " | ".join(columns) + " |",
+            "|---|---|" + "---|" * len(columns), *rows, ""]
 
 
 def _summary(cases: list[dict], cores: int | None) -> list[str]:
@@ -297,6 +352,7 @@ def render(data: dict, figure_paths: list[tuple[str, Path]], out_dir: Path,
     env = data["sessions"][0]["environment"] if data["sessions"] else {}
     cores = (env.get("cores") or {}).get("usable")
     lines += _leaders(cases)
+    lines += _side_by_side(cases, plan["baseline"])
     lines += _summary(cases, cores)
     lines += ["## Environment", "", *_environment(data), ""]
     timing = plan["timing"]

@@ -31,6 +31,7 @@ file (``--config grid.toml``)::
     # lengths = ["uniform:0.5"]          # default: every sequence T long
     # modes = ["training"]               # a grid may narrow cells / modes
     # threads = [1]                      # default: the profile's (["all"]: every usable core)
+    # implementations = ["torch", "jax"] # default: the profile's (every registered one)
 
     [timing]                             # optional, any subset of `Timing`'s fields
     target_s = 0.5
@@ -45,6 +46,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import impls
 from bench.workload import DTYPES as TORCH_DTYPES
 from bench.workload import MODES, lengths_fraction, lengths_label, sequence_lengths
 from impls import CELLS
@@ -234,7 +236,11 @@ class Timing:
 
 @dataclass(frozen=True)
 class Grid:
-    """A cartesian product of sizes and layer settings; `I=None` ties the input size to H."""
+    """A cartesian product of sizes and layer settings; `I=None` ties the input size to H.
+
+    `implementations` names those timed in the grid's cases (None: the profile's); a case
+    that several grids produce times every implementation any of them names.
+    """
 
     T: tuple[int, ...]
     B: tuple[int, ...]
@@ -246,8 +252,11 @@ class Grid:
     layers: tuple[int, ...] = (1,)
     bidirectional: tuple[bool, ...] = (False,)
     lengths: tuple[str | None, ...] = (None,)
+    implementations: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.implementations is not None and not self.implementations:
+            raise ValueError("grid implementations must name at least one, got none")
         for v in self.threads or ():
             _check_threads("grid threads entry", v)
         for name in ("T", "B", "H", "I", "layers", "bidirectional", "lengths"):
@@ -315,13 +324,21 @@ class Profile:
 
     def cases(self, cuda_available: bool, cores: int) -> list[Case]:
         """The union of the grids' cases, first occurrence first; "all" threads = `cores`."""
+        return [case for case, _ in self._timed(cuda_available, cores).values()]
+
+    def implementations_of(self, cuda_available: bool, cores: int) -> dict[str, list[str]]:
+        """{case key: the implementations its grids name, sorted}."""
+        return {key: names for key, (_, names) in self._timed(cuda_available, cores).items()}
+
+    def _timed(self, cuda_available: bool, cores: int) -> dict[str, tuple[Case, list[str]]]:
         devices = self.devices or (("cpu", "cuda") if cuda_available else ("cpu",))
-        seen: dict[str, Case] = {}
+        seen: dict[str, tuple[Case, set[str]]] = {}
         for grid in self.grids:
+            names = grid.implementations or self.implementations or impls.names()
             for case in grid.cases(self.cells, self.modes, self.dtypes, devices, self.threads,
                                    cores):
-                seen.setdefault(case.key, case)
-        return list(seen.values())
+                seen.setdefault(case.key, (case, set()))[1].update(names)
+        return {key: (case, sorted(names)) for key, (case, names) in seen.items()}
 
 
 QUICK_TIMING = Timing(target_s=0.1, min_repeats=6, max_repeats=30, warmup_max_s=0.2,
@@ -341,10 +358,13 @@ INFERENCE = ("inference",)
 #: Variable-length batches: lengths uniform in [T/2, T].
 HALF_TO_FULL = "uniform:0.5"
 
-#: The implementations the quick and default profiles time: the reference, PyTorch's two
-#: kernels, the scripted loop and numba. The peers (compiled, jax, onnxruntime, openvino)
-#: are measured with --impl until the default profile has a budget for their compiles.
+#: The implementations the built-in profiles time in every case: the reference, PyTorch's
+#: two kernels, the scripted loop and numba.
 BUILT_IN = ("reference", "torch", "torch-native", "scripted", "numba")
+#: The compilers and runtimes engineers pick today. Each compiles per process and shape (a
+#: first call of seconds), so the default profile times them where its two questions are
+#: asked, batch-1 latency and B=64 throughput at the base shape; --impl adds them elsewhere.
+PEERS = ("compiled", "compiled-nn", "jax", "onnxruntime", "openvino")
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile(
@@ -369,11 +389,13 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
                     "RNN benchmarks, benchmarks/fastrnns), T 100 and 1000 in training; B=1 "
                     "and 64 on one core (B=64 forward); the tanh RNN at the base point; a "
                     "2-layer bidirectional layer (T=50, B=32, I=H=256) and lengths uniform in "
-                    "[T/2, T] at the base point (under 15 minutes on 2 cores)",
+                    "[T/2, T] at the base point; the peers (torch.compile, JAX, ONNX Runtime, "
+                    "OpenVINO) at B=1 and 64 (under 15 minutes on 2 cores)",
         grids=(Grid(T=(100,), B=(64,), H=(256,)),
                Grid(T=(100,), B=(64,), H=(64,), cells=GATED),
                Grid(T=(100,), B=(64,), H=(512,), cells=GATED, modes=INFERENCE),
-               Grid(T=(100,), B=(1,), H=(256,), cells=GATED),
+               Grid(T=(100,), B=(1, 64), H=(256,), cells=GATED,
+                    implementations=BUILT_IN + PEERS),
                Grid(T=(100,), B=(128,), H=(256,), cells=GATED, modes=INFERENCE),
                Grid(T=(100, 1000), B=(32,), H=(128,), modes=("training",), cells=GATED),
                Grid(T=(100,), B=(1,), H=(256,), threads=ONE_CORE, cells=GATED),
@@ -452,7 +474,7 @@ def grid_profile(*, T: Sequence[int], B: Sequence[int], H: Sequence[int],
 _TOML_KEYS = {"description", "cells", "modes", "dtypes", "devices", "threads", "grid",
               "timing"}
 _GRID_KEYS = {"T", "B", "H", "I", "modes", "cells", "threads", "layers", "bidirectional",
-              "lengths"}
+              "lengths", "implementations"}
 
 
 def _toml_list(where: str, value) -> tuple:
@@ -510,7 +532,11 @@ def load_profile(path: str | Path) -> Profile:
 
 @dataclass
 class Plan:
-    """Everything a run needs, stored in its results file so that `--resume` can continue."""
+    """Everything a run needs, stored in its results file so that `--resume` can continue.
+
+    `implementations` are every implementation of the run; `narrowed` maps the key of a case
+    that times only some of them to those (a profile's grids may name their own).
+    """
 
     profile: str
     cases: list[Case]
@@ -520,20 +546,28 @@ class Plan:
     fresh_process: bool = True
     seed: int = 0
     plugins: list[str] = field(default_factory=list)
+    narrowed: dict[str, list[str]] = field(default_factory=dict)
+
+    def implementations_of(self, case: Case) -> list[str]:
+        """The implementations timed in `case`."""
+        return self.narrowed.get(case.key, self.implementations)
 
     def to_dict(self) -> dict:
         return {"profile": self.profile, "cases": [c.to_dict() for c in self.cases],
                 "implementations": list(self.implementations), "baseline": self.baseline,
                 "timing": self.timing.to_dict(), "fresh_process": self.fresh_process,
-                "seed": self.seed, "plugins": list(self.plugins)}
+                "seed": self.seed, "plugins": list(self.plugins),
+                "narrowed": {k: list(v) for k, v in self.narrowed.items()}}
 
     @classmethod
     def from_dict(cls, data: dict) -> Plan:
+        """A plan from its fields; `narrowed` may be missing (older results files)."""
         return cls(profile=data["profile"], cases=[Case.from_dict(c) for c in data["cases"]],
                    implementations=list(data["implementations"]), baseline=data["baseline"],
                    timing=Timing.from_dict(data["timing"]),
                    fresh_process=data["fresh_process"], seed=data["seed"],
-                   plugins=list(data["plugins"]))
+                   plugins=list(data["plugins"]),
+                   narrowed={k: list(v) for k, v in data.get("narrowed", {}).items()})
 
 
 def groups(cases: Sequence[Case]) -> list[list[Case]]:

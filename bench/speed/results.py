@@ -11,7 +11,8 @@ Schema ``rnnbench.bench-results``, version 2::
       "plan": {                         # what the run measures; --resume reads it back
         "profile": "quick", "cases": [<case>, ...], "implementations": ["torch", ...],
         "baseline": "torch", "timing": {<bench.speed.cases.Timing fields>},
-        "fresh_process": true, "seed": 0, "plugins": []
+        "fresh_process": true, "seed": 0, "plugins": [],
+        "narrowed": {"<case key>": ["torch", ...]}   # cases that time only some of them
       },
       "sessions": [                     # one per start or resume
         {"started": "<ISO date>", "finished": "<ISO date>" | null,
@@ -23,7 +24,7 @@ Schema ``rnnbench.bench-results``, version 2::
          "group": "training/T100/B64/I256/H256/float32/cpu/t2",   timed together
          "case": <case>, "flops": <GEMM FLOPs of one call>,
          "must_keep_bytes": <bytes BPTT must keep>,
-         "implementations": {"<name>": <entry>, ...}}
+         "implementations": {"<name>": <entry>, ...}}   # the case's implementations
       ]
     }
 

@@ -75,7 +75,7 @@ def measure_group(cases: list[Case], plan: Plan, peaks: dict, progress=None) -> 
     entries: dict[str, dict[str, dict]] = {case.key: {} for case in cases}
     runnable: dict[str, tuple[str, Case]] = {}
     for case in cases:
-        for name in plan.implementations:
+        for name in plan.implementations_of(case):
             reason = case_unsupported(name, case)
             if reason is None:
                 runnable[label(name, case)] = (name, case)
@@ -111,7 +111,7 @@ def measure_group(cases: list[Case], plan: Plan, peaks: dict, progress=None) -> 
         records.append({"key": case.key, "group": case.group, "case": case.to_dict(),
                         "flops": costs.flops(case), "must_keep_bytes": costs.must_keep_bytes(case),
                         "implementations": {name: entries[case.key][name]
-                                            for name in plan.implementations}})
+                                            for name in plan.implementations_of(case)}})
     return records
 
 
@@ -122,7 +122,7 @@ def _measure_peaks(run_file: RunFile, cases: list[Case], progress) -> None:
         key = peak_key(case)
         if key in peaks:
             continue
-        if not any(case_unsupported(n, case) is None for n in plan.implementations):
+        if not any(case_unsupported(n, case) is None for n in plan.implementations_of(case)):
             continue
         if progress:
             progress.show(f"GEMM peak {key}")

@@ -245,13 +245,25 @@ def _evaluate(model: SequenceModel, task: Task, held_out: Batch) -> dict:
 def train(task: Task, config: TrainConfig,
           progress: Callable[[str], None] | None = None) -> TrainResult:
     """Train from the config's seed; divergence (NaN/inf loss or gradient) ends the run and
-    is recorded, it never raises."""
+    is recorded, it never raises.
+
+    Whatever draws from torch's global generator while training (dropout masks, nn's or a
+    layer's own) draws from one seeded by the config, then the caller's generator state is
+    restored: a run's result never depends on what its process ran before it.
+    """
     if not isinstance(task, Task):
         raise TypeError(f"train: argument 'task' must be a bench.training.tasks.Task, "
                         f"got {type(task).__name__}")
     if not isinstance(config, TrainConfig):
         raise TypeError(f"train: argument 'config' must be a TrainConfig, "
                         f"got {type(config).__name__}")
+    with torch.random.fork_rng(devices=[] if config.device == "cpu" else None):
+        torch.manual_seed(_generator(config.seed, 3).initial_seed())
+        return _train(task, config, progress)
+
+
+def _train(task: Task, config: TrainConfig,
+           progress: Callable[[str], None] | None) -> TrainResult:
     dtype = DTYPES[config.dtype]
     model = build_model(task, config)
     params = [p for p in model.parameters() if p.requires_grad]

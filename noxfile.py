@@ -36,8 +36,9 @@ def install_project(session, *extras):
 
 @nox.session
 def tests(session):
-    """Conformance and unit tests, the peers included (CUDA variants skip without a GPU)."""
-    install_project(session, "test", "peers")
+    """Conformance and unit tests, the peers and a local Dask cluster included (CUDA
+    variants skip without a GPU)."""
+    install_project(session, "test", "peers", "cluster")
     session.run("pytest", *session.posargs)
 
 
@@ -107,15 +108,17 @@ def bench(session):
 
 @nox.session
 def accuracy(session):
-    """Long-dependency accuracy sweeps (adding, copy, ...) for every trainable implementation."""
-    install_project(session)
+    """Long-dependency accuracy sweeps (adding, copy, ...) for every trainable implementation;
+    `-- --jobs N` or `-- --scheduler ADDRESS|local` to spread them."""
+    install_project(session, "peers", "cluster")
     session.run("python", "-m", "bench", "accuracy", *session.posargs)
 
 
 @nox.session
 def claims(session):
-    """The study notes' claims, each measured: results/CLAIMS.md (profile default) and JSON."""
-    install_project(session)
+    """The study notes' claims, each measured: results/CLAIMS.md (profile default) and JSON;
+    `-- --jobs N` or `-- --scheduler ADDRESS|local` to spread them."""
+    install_project(session, "cluster")
     session.run("python", "-m", "bench", "claims", *session.posargs)
 
 

@@ -117,7 +117,7 @@ def test_report_only_runs_no_experiment(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("--report-only ran an experiment")
 
-    monkeypatch.setattr(claims, "run_claim", refuse)
+    monkeypatch.setattr(claims, "measure", refuse)
     assert claims.main(["--profile", "default", "--out", str(tmp_path), "--report-only"]) == 0
     text = paths["markdown"].read_text()
     assert "## A3\n" in text and "**Verdict: not supported**" in text and "## A1\n" not in text
@@ -637,20 +637,23 @@ def _stored(claim_id, reason="stored earlier"):
 
 @pytest.fixture
 def stored_run(tmp_path, monkeypatch):
-    """A claims.json holding every claim, and run_claim faked: each claim it runs gets the
-    reason 'new'; `stop[0]` is the claim at which the run is killed (KeyboardInterrupt)."""
+    """A claims.json holding every claim, and the measurement faked: each claim it measures
+    gets the reason 'new'; `stop[0]` is the claim at which the run is killed
+    (KeyboardInterrupt)."""
     paths = report.output_paths("smoke", tmp_path)
     report.write_json({"profile": "smoke", "claims": {c: _stored(c) for c in claims.CLAIMS}},
                       paths["json"])
     ran, stop = [], [None]
 
-    def fake(claim, profile):
-        if claim.id == stop[0]:
+    def fake(claim_id, profile, threads):
+        if claim_id == stop[0]:
             raise KeyboardInterrupt
-        ran.append(claim.id)
-        return _stored(claim.id, "new")
+        ran.append(claim_id)
+        return {"fake": claim_id}
 
-    monkeypatch.setattr(claims, "run_claim", fake)
+    monkeypatch.setattr(claims, "measure", fake)
+    monkeypatch.setattr(claims, "record_of", lambda claim, profile, outcome=None, error=None:
+                        _stored(claim.id, "new"))
     monkeypatch.setattr(claims, "write_report", lambda results, catalogue, paths: None)
     return paths, ran, stop
 
@@ -669,12 +672,37 @@ def test_a_killed_claims_run_keeps_every_claim_it_had(stored_run, tmp_path):
     assert [c for c, r in reasons.items() if r == "new"] == ran == ["A1", "A2"]
 
 
+def test_a_killed_claims_run_measures_only_what_has_no_cell_when_run_again(stored_run,
+                                                                          tmp_path):
+    paths, ran, stop = stored_run
+    stop[0] = "A3"
+    with pytest.raises(KeyboardInterrupt):
+        claims.main(["--profile", "smoke", "--out", str(tmp_path)])
+    stop[0] = None
+    assert claims.main(["--profile", "smoke", "--out", str(tmp_path)]) == 0
+    assert ran[:2] == ["A1", "A2"] and "A1" not in ran[2:] and "A2" not in ran[2:]
+    assert sorted(ran) == sorted(claims.CLAIMS)                # each measured once
+    ran.clear()
+    assert claims.main(["--profile", "smoke", "--out", str(tmp_path), "--only", "A1"]) == 0
+    assert ran == []                                           # its cell is there
+    assert claims.main(["--profile", "smoke", "--out", str(tmp_path), "--only", "A1",
+                        "--retrain"]) == 0
+    assert ran == ["A1"]
+
+
+def test_the_claims_that_time_code_run_here_alone_after_the_others(stored_run, tmp_path):
+    paths, ran, _ = stored_run
+    assert claims.main(["--profile", "smoke", "--out", str(tmp_path)]) == 0
+    timed = [c for c, claim in claims.CLAIMS.items() if claim.timed]
+    assert timed == ["B1", "B2"] and ran[-2:] == timed
+
+
 def test_only_replaces_its_claims_and_keeps_every_other(stored_run, tmp_path):
     paths, ran, _ = stored_run
     assert claims.main(["--profile", "smoke", "--out", str(tmp_path), "--only", "B2", "A3",
                         "B2"]) == 0
     reasons = _reasons(paths["json"])
-    assert set(reasons) == set(claims.CLAIMS) and ran == ["B2", "A3"]
+    assert set(reasons) == set(claims.CLAIMS) and ran == ["A3", "B2"]  # B2 times: last
     assert {c for c, r in reasons.items() if r == "new"} == {"A3", "B2"}
 
 
@@ -682,11 +710,11 @@ def test_claims_runs_at_once_keep_each_others_claims(stored_run, tmp_path, monke
     paths, _, _ = stored_run
     header = {"command": "another run"}
 
-    def meanwhile(claim, profile):   # another run finishes B1 while this one measures A1
+    def meanwhile(claim_id, profile, threads):   # another run finishes B1 while A1 runs
         report.update_results(paths["json"], "smoke", header, {"B1": _stored("B1", "other")})
-        return _stored(claim.id, "new")
+        return {}
 
-    monkeypatch.setattr(claims, "run_claim", meanwhile)
+    monkeypatch.setattr(claims, "measure", meanwhile)
     assert claims.main(["--profile", "smoke", "--out", str(tmp_path), "--only", "A1"]) == 0
     reasons = _reasons(paths["json"])
     assert reasons["A1"] == "new" and reasons["B1"] == "other"
@@ -731,7 +759,7 @@ def test_an_unreadable_claims_file_is_a_clean_error_naming_it(stored_run, tmp_pa
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1.5", "100000"])
 def test_claims_threads_out_of_range_is_named(value, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(claims, "run_claim", lambda *a: pytest.fail("it ran"))
+    monkeypatch.setattr(claims, "measure", lambda *a: pytest.fail("it ran"))
     with pytest.raises(SystemExit) as exc:
         claims.main(["--profile", "smoke", "--out", str(tmp_path), "--threads", value])
     assert exc.value.code == 2

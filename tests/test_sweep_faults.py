@@ -99,15 +99,14 @@ def _earlier_complete_file(out: Path, monkeypatch) -> bytes:
 
     monkeypatch.setattr(accuracy, "_execute", fake)
     earlier = dataclasses.replace(SMOKE, lr=tuple((m, 0.5) for m, _ in SMOKE.lr))
-    path = accuracy.run_profile(earlier, out, jobs=1, threads=1, resume=False,
-                                command=["earlier"])
+    path = accuracy.run_profile(earlier, out, threads=1, command=["earlier"])
     for cell in _cells(out):
         cell.unlink()
     return path.read_bytes()
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-def test_sigkill_midway_keeps_the_complete_file_and_resume_runs_each_once(tmp_path,
+def test_sigkill_midway_keeps_the_complete_file_and_a_rerun_computes_each_once(tmp_path,
                                                                           monkeypatch):
     out = tmp_path / "out"
     before = _earlier_complete_file(out, monkeypatch)
@@ -118,7 +117,7 @@ def test_sigkill_midway_keeps_the_complete_file_and_resume_runs_each_once(tmp_pa
     kept = len(_cells(out))
     assert 1 <= kept < len(KEYS), "".join(err)
 
-    resumed = subprocess.run(_command(out, "--resume"), cwd=REPO, env=_environment(),
+    resumed = subprocess.run(_command(out), cwd=REPO, env=_environment(),
                              capture_output=True, text=True, timeout=LIMIT_S)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{len(KEYS)} runs, {kept} already done" in resumed.stderr
@@ -126,8 +125,8 @@ def test_sigkill_midway_keeps_the_complete_file_and_resume_runs_each_once(tmp_pa
     assert len(trained) == len(KEYS) - kept                   # the rest, and only the rest
     document = _check_complete(out / "smoke.json")
     assert len(_cells(out)) == len(KEYS)
-    made_by = [e["command"] for e in document["earlier_environments"]]
-    assert made_by and all("--resume" not in c and "earlier" not in c for c in made_by)
+    assert document["earlier_environments"] == []              # nothing of the earlier plan
+    assert all(r["provenance"]["wall_s"] >= 0 for r in document["runs"])
     assert not list(out.rglob(".*.tmp.json"))
 
 
@@ -147,7 +146,7 @@ def test_sigterm_stops_the_workers_and_says_how_to_continue(tmp_path):
     proc.wait()
     err = "".join(lines)
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "--resume" in err and "Traceback" not in err
+    assert "continue with: " in err and "Traceback" not in err
     assert not (out / "smoke.json").exists() and 1 <= len(_cells(out)) < len(KEYS)
     assert workers
     deadline = time.monotonic() + 10
@@ -160,9 +159,9 @@ def test_two_sweeps_at_once_into_one_folder_lose_nothing(tmp_path):
     out = tmp_path / "out"
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     procs = []
-    for log, extra in zip(logs, [(), ("--resume",)]):
+    for log in logs:
         with open(log, "w") as f:
-            procs.append(_start(out, *extra, stderr=f))
+            procs.append(_start(out, stderr=f))
     for proc, log in zip(procs, logs):
         assert proc.wait() == 0, log.read_text()
     document = _check_complete(out / "smoke.json")

@@ -5,6 +5,7 @@ import dataclasses
 import functools
 import json
 import math
+import platform
 import re
 
 import pytest
@@ -155,6 +156,32 @@ def test_same_seed_same_run_other_seed_other_run():
     held_out = ADDING.sample(64, _generator(first.config.eval_seed, 2))
     assert first.baseline_loss == ADDING.baseline_loss(held_out)
     assert first.baseline_loss == pytest.approx(1 / 6, abs=0.05)
+
+
+class _NoisyLSTM(torch.nn.LSTM):
+    """nn.LSTM with dropout on its input, drawn from torch's global generator."""
+
+    def forward(self, x, *state):
+        return super().forward(torch.nn.functional.dropout(x, 0.3, self.training), *state)
+
+
+def test_what_draws_from_the_global_generator_is_seeded_by_the_run(monkeypatch):
+    impls.register(impls.Implementation(
+        name="test-noisy", factory=lambda cell, I, H, **options: _NoisyLSTM(I, H, **options),
+        cells=frozenset({"lstm"}), devices=frozenset({"cpu"}),
+        dtypes=frozenset({torch.float32}), trainable=True))
+    try:
+        runs = []
+        for before in (1, 2):                  # what the process drew before differs
+            torch.manual_seed(before)
+            state = torch.get_rng_state()
+            runs.append(train(ADDING, small(seed=3, steps=10, impl="test-noisy")))
+            assert torch.equal(torch.get_rng_state(), state)  # the caller's stream is kept
+        other = train(ADDING, small(seed=4, steps=10, impl="test-noisy"))
+    finally:
+        impls.unregister("test-noisy")
+    assert runs[0].curve == runs[1].curve
+    assert runs[0].curve != other.curve
 
 
 def test_learning_curve_averages_over_the_log_window():
@@ -415,11 +442,12 @@ def test_results_are_written_atomically_resumed_and_reported(tmp_path):
     path = tmp_path / "quick.json"
     accuracy.write_json(path, document)
     assert [p.name for p in tmp_path.iterdir()] == ["quick.json"]
-    done, earlier = accuracy._load_done(path, runs)
+    done, earlier = accuracy._adopt(path, runs)
     assert set(done) == {kept.key} and earlier == [document["environment"]]
     report = accuracy.write_report(tmp_path)
     text = report.read_text()
-    assert "(unfinished)" in text and "2 of" in text
+    assert "2 of" in text and "(**partial**: run `pytest` again" in text
+    assert "Computed: 2 on an earlier sweep" in text
     assert (tmp_path / "figures" / "quick_final_loss_vs_T.png").stat().st_size > 0
 
 
@@ -433,18 +461,21 @@ def test_a_sweep_resumes_without_redoing_finished_runs(tmp_path, monkeypatch):
         return _record("lstm", T, config.seed, 0.1)
 
     monkeypatch.setattr(accuracy, "_execute", fake)
-    args = dict(jobs=1, threads=1, command=["test"])
-    path = accuracy.run_profile(profile, tmp_path, resume=False, **args)
+    args = dict(threads=1, command=["test"])
+    path = accuracy.run_profile(profile, tmp_path, **args)
     first = json.loads(path.read_text())
-    assert len(executed) == len(accuracy.MODELS) == len(first["runs"])
+    assert len(executed) == len(accuracy.MODELS) == len(first["runs"]) == first["present"]
     assert first["finished"] and [r["key"] for r in first["runs"]] == [
         r.key for r in accuracy.plan(profile)]
-    accuracy.run_profile(profile, tmp_path, resume=True, **args)
-    assert len(executed) == len(accuracy.MODELS)          # nothing left to do
-    resumed = json.loads(path.read_text())
-    assert resumed["earlier_environments"] == [first["environment"]]
-    accuracy.run_profile(profile, tmp_path, resume=False, **args)
-    assert len(executed) == 2 * len(accuracy.MODELS)      # without --resume: all again
+    for record in first["runs"]:                          # where and how long, per run
+        where = record["provenance"]
+        assert where["host"] == platform.node() and where["cores"] >= 1
+        assert where["wall_s"] >= 0 and where["commit"] == fingerprint([])["git"]["commit"]
+    accuracy.run_profile(profile, tmp_path, **args)
+    assert len(executed) == len(accuracy.MODELS)          # every cell there: nothing to do
+    assert json.loads(path.read_text())["runs"] == first["runs"]
+    accuracy.run_profile(profile, tmp_path, retrain=True, **args)
+    assert len(executed) == 2 * len(accuracy.MODELS)      # --retrain: all again
 
 
 # -- the sweep's files under faults: killed, failing, damaged, run with bad options ------------
@@ -472,7 +503,7 @@ def _fake_runs(monkeypatch, stop_at=None, fail=()):
     return executed
 
 
-ARGS = dict(jobs=1, threads=1, command=["test"])
+ARGS = dict(threads=1, command=["test"])
 
 
 def test_an_interrupted_sweep_leaves_the_complete_file_and_keeps_its_runs(tmp_path,
@@ -480,18 +511,18 @@ def test_an_interrupted_sweep_leaves_the_complete_file_and_keeps_its_runs(tmp_pa
     profile = _tiny_profile()
     keys = [run.key for run in accuracy.plan(profile)]
     _fake_runs(monkeypatch)
-    path = accuracy.run_profile(profile, tmp_path, resume=False, **ARGS)
+    path = accuracy.run_profile(profile, tmp_path, **ARGS)
     before = path.read_bytes()
     _fake_runs(monkeypatch, stop_at=3)
-    with pytest.raises(KeyboardInterrupt):          # a plain rerun, killed during its 3rd run
-        accuracy.run_profile(profile, tmp_path, resume=False, **ARGS)
+    with pytest.raises(KeyboardInterrupt):          # a retrain, killed during its 3rd run
+        accuracy.run_profile(profile, tmp_path, retrain=True, **ARGS)
     assert path.read_bytes() == before               # the complete file is as it was
     _fake_runs(monkeypatch, stop_at=3)
-    with pytest.raises(KeyboardInterrupt):           # the same with --resume of a new plan
-        accuracy.run_profile(_tiny_profile(steps=((10, 41),)), tmp_path, resume=True, **ARGS)
+    with pytest.raises(KeyboardInterrupt):           # the same with a new plan
+        accuracy.run_profile(_tiny_profile(steps=((10, 41),)), tmp_path, **ARGS)
     assert path.read_bytes() == before
     executed = _fake_runs(monkeypatch)
-    accuracy.run_profile(_tiny_profile(steps=((10, 41),)), tmp_path, resume=True, **ARGS)
+    accuracy.run_profile(_tiny_profile(steps=((10, 41),)), tmp_path, **ARGS)
     assert len(executed) == len(keys) - 2            # only the runs without a cell
     document = json.loads(path.read_text())
     assert [r["key"] for r in document["runs"]] == keys and document["finished"]
@@ -501,30 +532,37 @@ def test_an_interrupted_sweep_leaves_the_complete_file_and_keeps_its_runs(tmp_pa
     assert ignored.read_text().splitlines()[-1] == "*"
 
 
-def test_a_failing_run_keeps_the_others_and_leaves_the_file(tmp_path, monkeypatch):
+def test_a_failing_run_keeps_the_others_and_a_partial_file_says_so(tmp_path, monkeypatch):
     profile = _tiny_profile()
     _fake_runs(monkeypatch, fail=("gru",))
     with pytest.raises(accuracy.SweepFailed, match=r"1 of 4 runs failed \(sweep/equal/gru"):
-        accuracy.run_profile(profile, tmp_path, resume=False, **ARGS)
-    assert not (tmp_path / "smoke.json").exists()
+        accuracy.run_profile(profile, tmp_path, **ARGS)
+    partial = json.loads((tmp_path / "smoke.json").read_text())  # no complete one to keep
+    assert (partial["present"], partial["planned"]) == (3, 4) and len(partial["runs"]) == 3
     assert len(list((tmp_path / accuracy.CELLS).glob("*.json"))) == 3
     executed = _fake_runs(monkeypatch)
-    assert accuracy.main(["--profile", "smoke", "--out", str(tmp_path), "--resume",
-                          "--no-report"]) == 0
+    assert accuracy.main(["--profile", "smoke", "--out", str(tmp_path), "--no-report"]) == 0
     assert len(executed) == 8 - 3                    # smoke has two seeds: 8 runs, 3 done
+    complete = (tmp_path / "smoke.json").read_bytes()
+    _fake_runs(monkeypatch, fail=("lstm",))          # a partial retrain keeps the complete file
+    with pytest.raises(accuracy.SweepFailed):
+        accuracy.run_profile(accuracy.PROFILES["smoke"], tmp_path, retrain=True, **ARGS)
+    assert (tmp_path / "smoke.json").read_bytes() == complete
 
 
-def test_resume_reads_a_profile_file_written_before_the_cells(tmp_path, monkeypatch):
+def test_keep_earlier_adopts_the_runs_of_a_profile_file_without_cells(tmp_path, monkeypatch):
     profile = _tiny_profile()
     _fake_runs(monkeypatch)
-    path = accuracy.run_profile(profile, tmp_path, resume=False, **ARGS)
+    path = accuracy.run_profile(profile, tmp_path, **ARGS)
     first = json.loads(path.read_text())
     for cell in (tmp_path / accuracy.CELLS).glob("*.json"):
         cell.unlink()
     executed = _fake_runs(monkeypatch)
-    accuracy.run_profile(profile, tmp_path, resume=True, **ARGS)
+    accuracy.run_profile(profile, tmp_path, adopt=True, **ARGS)
     assert executed == []
-    assert json.loads(path.read_text())["earlier_environments"] == [first["environment"]]
+    again = json.loads(path.read_text())
+    assert again["earlier_environments"] == [first["environment"]]
+    assert [r["provenance"] for r in again["runs"]] == [r["provenance"] for r in first["runs"]]
 
 
 @pytest.mark.parametrize("argv, option", [
@@ -533,8 +571,10 @@ def test_resume_reads_a_profile_file_written_before_the_cells(tmp_path, monkeypa
     (["--jobs", "100000"], "--jobs"), (["--threads", "0"], "--threads"),
     (["--threads", "-3"], "--threads"), (["--threads", "nan"], "--threads"),
     (["--threads", "100000"], "--threads"), (["--jobs", "2", "--threads", "1000"], "--threads"),
-    (["--report-only", "--resume"], "--resume"), (["--report-only", "--no-report"],
-                                                  "--no-report"),
+    (["--report-only", "--retrain"], "--retrain"),
+    (["--report-only", "--keep-earlier"], "--keep-earlier"),
+    (["--report-only", "--scheduler", "local"], "--scheduler"),
+    (["--report-only", "--no-report"], "--no-report"),
 ])
 def test_accuracy_options_out_of_range_are_named(argv, option, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(accuracy, "run_profile", lambda *a, **k: pytest.fail("it ran"))
@@ -559,11 +599,11 @@ def test_jobs_times_threads_beyond_the_cores_is_refused(capsys, monkeypatch):
     lambda text: "[1, 2]",                                     # JSON, not a results file
     lambda text: text.replace('"runs"', '"ruins"'),            # a key lost
 ])
-@pytest.mark.parametrize("argv", [["--resume", "--no-report"], ["--report-only"]])
+@pytest.mark.parametrize("argv", [["--keep-earlier", "--no-report"], ["--report-only"]])
 def test_an_unreadable_profile_file_is_a_clean_error_naming_it(damage, argv, tmp_path,
                                                                monkeypatch, capsys):
     _fake_runs(monkeypatch)
-    path = accuracy.run_profile(_tiny_profile(), tmp_path, resume=False, **ARGS)
+    path = accuracy.run_profile(_tiny_profile(), tmp_path, **ARGS)
     path.write_bytes(damage(path.read_text()).encode("utf-8", "surrogateescape"))
     monkeypatch.setattr(accuracy, "figures", lambda document, directory: [])
     executed = _fake_runs(monkeypatch)
@@ -576,11 +616,10 @@ def test_an_unreadable_profile_file_is_a_clean_error_naming_it(damage, argv, tmp
 
 def test_an_unreadable_cell_is_a_clean_error_naming_it(tmp_path, monkeypatch, capsys):
     _fake_runs(monkeypatch)
-    accuracy.run_profile(_tiny_profile(), tmp_path, resume=False, **ARGS)
+    accuracy.run_profile(_tiny_profile(), tmp_path, **ARGS)
     cell = sorted((tmp_path / accuracy.CELLS).glob("*.json"))[0]
     cell.write_text(cell.read_text()[:100])
-    assert accuracy.main(["--profile", "smoke", "--out", str(tmp_path), "--resume",
-                          "--no-report"]) == 2
+    assert accuracy.main(["--profile", "smoke", "--out", str(tmp_path), "--no-report"]) == 2
     err = capsys.readouterr().err
     assert f"error: {cell}" in err and "Traceback" not in err
 
@@ -590,10 +629,14 @@ def test_report_only_without_results_is_a_clean_error(tmp_path, capsys):
     assert f"no accuracy results in {tmp_path}" in capsys.readouterr().err
 
 
-def test_cells_are_named_by_their_inputs():
+def test_cells_are_named_by_their_inputs_and_the_code(tmp_path):
     runs = accuracy.plan(accuracy.PROFILES["quick"])
-    assert len({run.cell_name() for run in runs}) == len(runs)
+    store = accuracy.cell_store(tmp_path)
+    name = lambda run: store.name(run.inputs())  # noqa: E731
+    assert len({name(run) for run in runs}) == len(runs)
     again = dataclasses.replace(runs[0], key="elsewhere", sizing="matched")
-    assert again.cell_name() == runs[0].cell_name()       # the inputs alone name it
+    assert name(again) == name(runs[0])                   # the inputs alone name it
     other = dataclasses.replace(runs[0], config=dataclasses.replace(runs[0].config, lr=0.5))
-    assert other.cell_name() != runs[0].cell_name()
+    assert name(other) != name(runs[0])
+    newer = accuracy.CellStore(store.directory, "another-version")
+    assert newer.name(runs[0].inputs()) != name(runs[0])

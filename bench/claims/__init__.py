@@ -2,6 +2,8 @@
 
     python -m bench claims --profile quick            # every claim, < 10 min on 2 cores
     python -m bench claims --profile default --only B1 B2
+    python -m bench claims --profile default --jobs 2     # two claims at a time
+    python -m bench claims --profile default --scheduler tcp://HOST:8786   # on a Dask cluster
     python -m bench claims --profile default --report-only   # CLAIMS.md and figures from the JSON
     python -m bench claims --catalogue                # the catalogue alone, as markdown
 
@@ -9,6 +11,14 @@ The catalogue of the claims is `CLAIMS`: each `Claim` says what the claim is (in
 project's words), where the notes make it (file name and section), how it is tested, by
 which verdict rule, and which published figures it can be held against. The report
 (results/CLAIMS.md) renders each entry above its verdict and measurements.
+
+Each claim's measurements at a profile are a cell (`bench.sweep.cells`): stored once, in
+claims/cells/, named by the claim, the profile and the code that measures it (`CODE`), so
+running the command again after a kill measures only the claims without a cell
+(`--retrain` measures them again). The claims are measured in this process, in `--jobs`
+processes or on a Dask cluster (`--scheduler`); the one that times code (B1) always runs
+here, alone, after the others, so its timings are this machine's and undisturbed (B2,
+which shares B1's measurement, with it).
 
 Each claim's measurements, verdict and error (if it raised) are written to the JSON file as
 soon as it finishes, atomically, so a failing claim is recorded and the run goes on. A
@@ -39,6 +49,8 @@ from bench.claims.report import (
     write_report,
 )
 from bench.environment import fingerprint, usable_cores
+from bench.sweep.cells import CellStore, code_version, computed
+from bench.sweep.executors import LOCAL, ExecutorError, Job, LocalExecutor, executor
 
 #: How B1 and B2 are tested and what they are held against. Their experiment module
 #: (bench/claims/speed.py) defines the two Claims without these catalogue fields, so they
@@ -59,20 +71,54 @@ def get(claim_id: str) -> Claim:
             f"unknown claim {claim_id!r}; known claims: {', '.join(CLAIMS)}") from None
 
 
-def run_claim(claim: Claim, profile: str) -> dict:
-    """Measure and decide one claim; an exception becomes a recorded error, never a crash."""
-    started = time.perf_counter()
+#: The code that decides a claim's measurements: the implementations, the trainer and
+#: tasks, and the experiments (not the report's rendering of them).
+CODE = ("impls", "bench/training", *(f"bench/claims/{path.name}"
+                                     for path in sorted(Path(__file__).parent.glob("*.py"))
+                                     if path.name not in ("__init__.py", "__main__.py",
+                                                          "report.py")))
+
+
+def cell_store(paths: dict) -> CellStore:
+    """Each claim's measurements at a profile, in claims/cells/, for the code checked out."""
+    return CellStore(paths["json"].parent / "cells", code_version(*CODE))
+
+
+def measure(claim_id: str, profile: str, threads: int) -> dict:
+    """One claim's measurements, in a worker process or in this one."""
+    torch.set_num_threads(threads)
+    return get(claim_id).measure(profile)
+
+
+def record_of(claim: Claim, profile: str, outcome: dict | None = None,
+              error: str | None = None) -> dict:
+    """A claim's entry in the results: its measurements (`outcome` of `cells.computed`) and
+    the verdict its rule gives them, or the error that stopped it (never a crash)."""
     record = {"id": claim.id, "notes": list(claim.notes), "statement": claim.statement,
               "rule": claim.rule, "profile": profile}
-    try:
-        measurements = claim.measure(profile)
-        verdict = claim.decide(measurements)
-    except Exception:  # noqa: BLE001 - a claim's failure is a result to record
-        record.update(status="error", error=traceback.format_exc())
-    else:
-        record.update(status="ok", measurements=measurements, verdict=verdict.to_dict())
-    record["seconds"] = time.perf_counter() - started
+    if error is None:
+        try:
+            verdict = claim.decide(outcome["result"])
+        except Exception:  # noqa: BLE001 - a rule's failure is a result to record
+            error = traceback.format_exc()
+        else:
+            record.update(status="ok", measurements=outcome["result"],
+                          verdict=verdict.to_dict())
+    if error is not None:
+        record.update(status="error", error=error)
+    if outcome is not None:
+        record.update(seconds=outcome["provenance"]["wall_s"],
+                      provenance=outcome["provenance"])
     return record
+
+
+def run_claim(claim: Claim, profile: str) -> dict:
+    """Measure and decide one claim in this process; an exception becomes a recorded error."""
+    try:
+        outcome = computed(claim.measure, profile)
+    except Exception:  # noqa: BLE001 - a claim's failure is a result to record
+        return record_of(claim, profile, error=traceback.format_exc())
+    return record_of(claim, profile, outcome)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,8 +134,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="directory for CLAIMS.md and claims/ (default: results for the "
                              "default profile, results/claims-<profile> otherwise)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: the machines are shared, and one "
-                             "thread keeps timings comparable)")
+                        help="torch threads per claim (default 1: the machines are shared, "
+                             "and one thread keeps timings comparable)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="claims measured at once, one process each (default 1); the "
+                             "claims that time code (B1, B2) run alone afterwards; with "
+                             "--scheduler local, the local cluster's worker processes")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="measure the claims that do not time code on the Dask cluster "
+                             "whose scheduler is at ADDRESS, or on a local cluster of --jobs "
+                             "workers for `local` (needs the `cluster` extra)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="measure every claim asked for again (by default a claim whose "
+                             "cell exists for this code and profile is taken from it)")
     parser.add_argument("--report-only", action="store_true",
                         help="regenerate CLAIMS.md and figures from the existing JSON "
                              "(runs no experiment)")
@@ -112,9 +169,14 @@ def main(argv: list[str]) -> int:
         return 0
     profile = check_profile(args.profile)
     cores = usable_cores()
-    if not 1 <= args.threads <= cores:
-        parser.error(f"--threads must be from 1 to the {cores} usable cores, got "
-                     f"{args.threads}")
+    for option in ("threads", "jobs"):
+        if not 1 <= getattr(args, option) <= cores:
+            parser.error(f"--{option} must be from 1 to the {cores} usable cores, got "
+                         f"{getattr(args, option)}")
+    local = args.scheduler is None or args.scheduler == LOCAL
+    if local and args.jobs * args.threads > cores:
+        parser.error(f"--jobs {args.jobs} x --threads {args.threads} is more than the {cores} "
+                     "usable cores: the claims would fight over them")
     try:
         ids = list(CLAIMS) if args.only is None else list(
             dict.fromkeys(get(i).id for i in args.only))
@@ -138,31 +200,63 @@ def main(argv: list[str]) -> int:
         return _error(parser, f"{paths['json']} holds the claims of profile "
                               f"{existing['profile']!r}, not {profile!r}: choose another "
                               "--out, or remove it")
+    try:
+        away = executor(args.jobs, args.scheduler)
+    except ExecutorError as exc:
+        return _error(parser, exc)
     torch.set_num_threads(args.threads)
-    header = _run_header(command, argv, args.threads)
+    header = {**_run_header(command, argv, args.threads), "executor": away.describe()}
+    store = cell_store(paths)
+    store.remove_stale_temporaries()
     results = existing
     failed = 0
-    for claim_id in ids:
-        print(f"[{claim_id}] ...", flush=True)
-        record = run_claim(CLAIMS[claim_id], profile)
+
+    def inputs(claim_id: str) -> dict:
+        return {"claim": claim_id, "profile": profile}
+
+    def finished(claim_id: str, outcome: dict, stored: bool = False) -> None:
+        if not stored:
+            store.put(claim_id, inputs(claim_id), outcome["result"], outcome["provenance"])
+        origin = f"from its cell, computed on {outcome['provenance']['host']}" if stored else (
+            f"{outcome['provenance']['wall_s']:.1f} s")
+        save(record_of(CLAIMS[claim_id], profile, outcome), origin)
+
+    def errored(claim_id: str, error: str) -> None:
+        save(record_of(CLAIMS[claim_id], profile, error=error), "")
+
+    def save(record: dict, origin: str) -> None:
+        nonlocal results, failed
         record["measured_at"] = {"git": header["environment"]["git"],
                                  "date": header["environment"]["date"]}
-        try:
-            results = update_results(paths["json"], profile, header, {claim_id: record})
-        except ValueError as exc:  # damaged or replaced meanwhile, by something else
-            return _error(parser, exc)
+        results = update_results(paths["json"], profile, header, {record["id"]: record})
         if record["status"] == "ok":
-            print(f"[{claim_id}] {record['verdict']['status']} ({record['seconds']:.1f} s)",
-                  flush=True)
+            print(f"[{record['id']}] {record['verdict']['status']} ({origin})", flush=True)
         else:
             failed += 1
-            print(f"[{claim_id}] ERROR ({record['seconds']:.1f} s)\n{record['error']}",
-                  file=sys.stderr, flush=True)
-    if args.only is None:  # every claim ran: drop the entries of claims that no longer exist
-        try:
+            print(f"[{record['id']}] ERROR\n{record['error']}", file=sys.stderr, flush=True)
+
+    try:
+        todo = []
+        for claim_id in ids:
+            cell = None if args.retrain else store.get(inputs(claim_id))
+            if cell is None:
+                todo.append(claim_id)
+            else:
+                finished(claim_id, cell, stored=True)
+        elsewhere = [i for i in todo if not CLAIMS[i].timed]
+        here = [i for i in todo if CLAIMS[i].timed]
+        if elsewhere:
+            print(f"measuring {', '.join(elsewhere)} on {away.describe()}", flush=True)
+            away.run([Job(i, computed, (measure, i, profile, args.threads)) for i in elsewhere],
+                     finished, errored)
+        if here:
+            print(f"measuring {', '.join(here)} here, alone (they time code)", flush=True)
+            LocalExecutor(1).run([Job(i, computed, (measure, i, profile, args.threads))
+                                  for i in here], finished, errored)
+        if args.only is None:  # every claim ran: drop the entries of claims that are gone
             results = update_results(paths["json"], profile, header, keep=set(CLAIMS))
-        except ValueError as exc:
-            return _error(parser, exc)
+    except (ValueError, ExecutorError) as exc:  # a damaged cell or results file, a scheduler
+        return _error(parser, exc)
     write_report(results, CLAIMS, paths)
     print(f"wrote {paths['markdown']} and {paths['json']}")
     return 1 if failed else 0

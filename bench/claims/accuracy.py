@@ -2,26 +2,24 @@
 
     python -m bench accuracy --profile quick       # (or python -m bench.claims.accuracy ...)
     python -m bench accuracy --profile default --jobs 2
-    python -m bench accuracy --profile default --resume   # after a killed or failed sweep
+    python -m bench accuracy --profile default --scheduler tcp://HOST:8786   # a Dask cluster
     python -m bench accuracy --report-only         # figures and ACCURACY.md from the JSON
 
 A profile is a plan of training runs (bench.training.trainer) on the adding problem
 (bench.training.tasks): every model at every T at one hidden size, the others also at the
-LSTM's parameter count,
-several seeds; then the same small model trained by every trainable implementation, which
-must follow the same curve (they compute the same math). The `smoke` profile shrinks the
-plan to seconds, for tests.
+LSTM's parameter count, several seeds; then the same small model trained by every trainable
+implementation, which must follow the same curve (they compute the same math). The `smoke`
+profile shrinks the plan to seconds, for tests.
 
-Each finished run is written at once as a cell: a small JSON file in <out>/cells/ named by
-the hash of its inputs (task, T and training config), written atomically. The profile's
-file, results/accuracy/<profile>.json, is built from the cells and replaced, atomically,
-only when every run of the plan has finished: until then the previous complete file stays
-as it was. A killed sweep loses at most the runs in flight; `--resume` keeps every run
-whose inputs match a cell (or a run of the existing <profile>.json) and trains the rest.
-Without `--resume` every run is trained again and its cell replaced. Sweeps running at
-once into one folder share nothing but the cells, each written whole, and each builds its
-own complete file. Figures and ACCURACY.md are regenerated from the profile files, never
-edited by hand.
+Each run is a cell (`bench.sweep.cells`): its result is stored once, as soon as it finishes,
+in <out>/cells/, named by the hash of its inputs (task, T, training config with seed and
+implementation) and of the code that computes it (`CODE`). A sweep computes only the runs
+without a cell, here or on a cluster (`bench.sweep.executors`), so running the same command
+again after a kill, a failure or on another machine sharing the folder continues where it
+stopped; `--retrain` computes every run again. The profile's file,
+results/accuracy/<profile>.json, is then built from the cells of the plan, atomically; a
+partial one (some runs failed) says how many runs it holds and never replaces a complete
+one. Figures and ACCURACY.md are regenerated from the profile files, never edited by hand.
 
 The sweep bears on claims D1 and D2 of the claims catalogue (`bench.claims.CLAIMS`, rendered
 in results/CLAIMS.md); its anchor is Arjovsky, Shah & Bengio 2016 (`ARJOVSKY_2016`).
@@ -30,19 +28,11 @@ in results/CLAIMS.md); its anchor is Arjovsky, Shah & Bengio 2016 (`ARJOVSKY_201
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import contextlib
 import dataclasses
 import datetime
-import hashlib
-import json
 import math
-import multiprocessing
-import os
 import sys
-import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,16 +43,15 @@ import impls
 from bench import io as bench_io
 from bench.environment import fingerprint, usable_cores
 from bench.stopping import sigterm_raises
+from bench.sweep.cells import CellError, CellStore, code_version, computed
+from bench.sweep.executors import ExecutorError, Job, LocalExecutor, executor
 from bench.training.tasks import make_task
 from bench.training.trainer import TrainConfig, matched_hidden_size, parameter_count, train
 
 SCHEMA = "rnnbench-accuracy/1"
-CELL_SCHEMA = "rnnbench-accuracy-cell/1"
 RESULTS = Path("results/accuracy")
 #: The folder beside the profile files that holds one file per finished run.
 CELLS = "cells"
-#: A temporary file of an atomic write older than this was left by a killed writer.
-STALE_TEMPORARY_S = 600
 
 #: The four models of claims D1/C3: name -> TrainConfig fields.
 MODELS = {
@@ -157,12 +146,8 @@ class Run:
     task: str = "adding"
 
     def inputs(self) -> dict:
-        """What fixes the run's result: its cell is named by the hash of these."""
+        """What fixes the run's result, with the code version: its cell is named by them."""
         return {"task": self.task, "T": self.T, "config": dataclasses.asdict(self.config)}
-
-    def cell_name(self) -> str:
-        text = json.dumps(self.inputs(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:24] + ".json"
 
 
 def plan(profile: Profile) -> list[Run]:
@@ -226,7 +211,16 @@ class ResultsFileError(ValueError):
 
 
 class SweepFailed(RuntimeError):
-    """Some runs raised: the profile's file was left as it was."""
+    """Some runs raised: the others' cells are kept."""
+
+
+#: The code that decides a run's result: the implementations, the tasks and the trainer.
+CODE = ("impls", "bench/training")
+
+
+def cell_store(out: Path) -> CellStore:
+    """The cells of the runs, in <out>/cells, for the code checked out now."""
+    return CellStore(Path(out) / CELLS, code_version(*CODE))
 
 
 def _execute(task_name: str, T: int, config: TrainConfig, threads: int) -> dict:
@@ -235,24 +229,14 @@ def _execute(task_name: str, T: int, config: TrainConfig, threads: int) -> dict:
     return train(make_task(task_name, T=T), config).to_dict()
 
 
-def _watch_parent(parent: int) -> None:
-    """In a worker process: exit once the sweep that started it is gone (killed, say), so
-    that no orphaned worker goes on training on a shared machine."""
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(1)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
-
-
-def _record(run: Run, result: dict) -> dict:
-    """A result as stored: the plan's identity and config, then what training produced."""
+def _record(run: Run, result: dict, provenance: dict | None = None) -> dict:
+    """A result as stored: the plan's identity and config, then what training produced,
+    then where it was computed (None: a run adopted from an earlier profile file)."""
     identity = {"key": run.key, "section": run.section, "model": run.model,
                 "sizing": run.sizing, "T": run.T, "seed": run.seed,
                 "config": dataclasses.asdict(run.config)}
-    return {**identity, **{k: v for k, v in result.items() if k not in identity}}
+    return {**identity, **{k: v for k, v in result.items() if k not in identity},
+            "provenance": provenance}
 
 
 def write_json(path: Path, document: dict) -> None:
@@ -287,68 +271,32 @@ def read_results(path: Path) -> dict:
     return document
 
 
-def _read_cell(path: Path, run: Run) -> dict | None:
-    """The cell of `run` at `path`, or None if there is none."""
-    if not path.exists():
-        return None
-    cell = _read(path)
-    if not (isinstance(cell, dict) and cell.get("schema") == CELL_SCHEMA
-            and cell.get("inputs") == bench_io.loads(bench_io.dumps(run.inputs()))
-            and isinstance(cell.get("result"), dict)):
-        raise ResultsFileError(f"{path} is not the cell ({CELL_SCHEMA}) of run {run.key}; it "
-                               "may be damaged: delete it and the run is trained again")
-    return cell
-
-
-def _write_cell(out: Path, run: Run, result: dict, environment: dict) -> Path:
-    directory = out / CELLS
-    marker = directory / ".gitignore"
-    if not marker.exists():  # working files, kept out of `git status` as pytest's cache is
-        bench_io.write_text(marker, "# python -m bench accuracy: one file per finished run\n*\n")
-    return bench_io.write_json(directory / run.cell_name(), {
-        "schema": CELL_SCHEMA, "key": run.key, "inputs": run.inputs(),
-        "environment": environment, "result": result})
-
-
-def _load_done(path: Path, runs: list[Run]) -> tuple[dict[str, dict], list[dict]]:
-    """Finished runs whose inputs match the plan exactly, and the environments they were
-    made in: from their cells (in the cells folder beside `path`), else from the profile
-    file `path` itself (complete or not, perhaps written before there were cells)."""
-    done: dict[str, dict] = {}
-    environments: list[dict] = []
-
-    def made_in(environment) -> None:
-        if isinstance(environment, dict) and environment not in environments:
-            environments.append(environment)
-
+def _cells_present(store: CellStore, runs: list[Run]) -> dict[str, dict]:
+    """The records of the runs whose cell the store holds."""
+    done = {}
     for run in runs:
-        cell = _read_cell(path.parent / CELLS / run.cell_name(), run)
+        try:
+            cell = store.get(run.inputs())
+        except CellError as exc:
+            raise ResultsFileError(str(exc)) from None
         if cell is not None:
-            done[run.key] = _record(run, cell["result"])
-            made_in(cell.get("environment"))
-    if path.exists() and len(done) < len(runs):
-        old = read_results(path)
-        planned = {run.key: (run.task, dataclasses.asdict(run.config)) for run in runs
-                   if run.key not in done}
-        task = old["profile"].get("task")
-        found = [r for r in old["runs"] if planned.get(r["key"]) == (task, r["config"])]
-        if found:
-            for environment in [*old.get("earlier_environments", []), old["environment"]]:
-                made_in(environment)
-            done.update((r["key"], r) for r in found)
-    return done, environments
+            done[run.key] = _record(run, cell["result"], cell["provenance"])
+    return done
 
 
-def _remove_stale_temporaries(directory: Path) -> None:
-    """Delete what atomic writes killed midway left in `directory`, once old enough that no
-    sweep running now can still be writing it."""
-    if not directory.is_dir():
-        return
-    now = time.time()
-    for leftover in directory.glob(".*.tmp.json"):
-        with contextlib.suppress(FileNotFoundError):
-            if now - leftover.stat().st_mtime > STALE_TEMPORARY_S:
-                leftover.unlink()
+def _adopt(path: Path, runs: list[Run]) -> tuple[dict[str, dict], list[dict]]:
+    """The runs of the profile file `path` whose inputs match the plan (made by an earlier
+    version of the code, perhaps before there were cells), and the environments they were
+    made in."""
+    if not path.exists():
+        return {}, []
+    old = read_results(path)
+    planned = {run.key: (run.task, dataclasses.asdict(run.config)) for run in runs}
+    task = old["profile"].get("task")
+    found = {r["key"]: {"provenance": None, **r} for r in old["runs"]
+             if planned.get(r["key"]) == (task, r["config"])}
+    environments = [*old.get("earlier_environments", []), old["environment"]] if found else []
+    return found, environments
 
 
 def _describe(record: dict) -> str:
@@ -360,103 +308,89 @@ def _describe(record: dict) -> str:
     else:
         outcome = "not solved"
     c = record["config"]
+    where = record["provenance"]["host"] if record.get("provenance") else "earlier"
     return (f"{record['key']} (H={c['hidden_size']}, {c['impl']} {c['dtype']}): held-out loss "
             f"{final['loss']:.4g} vs baseline {record['baseline_loss']:.4g}, {outcome}, "
-            f"{record['seconds']:.0f} s")
+            f"{record['seconds']:.0f} s on {where}")
 
 
-def run_profile(profile: Profile, out: Path, *, jobs: int, threads: int, resume: bool,
-                command: list[str]) -> Path:
-    """Train the runs of `profile` (with `resume`, only those without a result yet), each
-    into its cell as it finishes; then write <out>/<profile>.json from all of them.
+def run_profile(profile: Profile, out: Path, *, executor=None, threads: int = 1,
+                retrain: bool = False, adopt: bool = False, command: list[str]) -> Path:
+    """Compute the runs of `profile` that have no cell yet (with `retrain`, all of them),
+    each stored in its cell as it finishes, by `executor` (default: this process); then
+    write <out>/<profile>.json from the cells of the plan. With `adopt`, runs of an
+    existing <profile>.json whose inputs match the plan count as done too.
 
-    Raises SweepFailed, leaving <profile>.json as it was, if a run raised.
+    The profile file is replaced when the plan is complete, or when there was no complete
+    one to keep; a partial file says how many of the planned runs it holds. Raises
+    SweepFailed if a run raised (its cell is missing; every other cell is kept).
     """
     torch.set_num_threads(threads)
+    executor = executor or LocalExecutor(1)
     out = Path(out)
     runs = plan(profile)
+    by_key = {run.key: run for run in runs}
     path = out / f"{profile.name}.json"
+    store = cell_store(out)
+    store.remove_stale_temporaries()
     environment = fingerprint(command)
-    done, earlier = _load_done(path, runs) if resume else ({}, [])
+    done, earlier = _adopt(path, runs) if adopt else ({}, [])
+    if not retrain:
+        done.update(_cells_present(store, runs))
     todo = [run for run in runs if run.key not in done]
-    for directory in (out, out / CELLS):
-        _remove_stale_temporaries(directory)
     _log(f"accuracy: profile {profile.name}: {len(runs)} runs, {len(done)} already done, "
-         f"{jobs} job(s) x {threads} thread(s); finished runs go to {out / CELLS}, {path} is "
-         "replaced once all are done")
+         f"{len(todo)} to compute on {executor.describe()} x {threads} thread(s); each "
+         f"finished run goes to {store.directory} (code version {store.version})")
     records = dict(done)
     failures: dict[str, str] = {}
     started = time.perf_counter()
-    again = f"python -m bench accuracy --profile {profile.name} --out {out} --resume"
+    again = " ".join(command)
 
-    def finished(run: Run, result: dict) -> None:
-        _write_cell(out, run, result, environment)
-        record = records[run.key] = _record(run, result)
+    def finished(key: str, outcome: dict) -> None:
+        run = by_key[key]
+        store.put(key, run.inputs(), outcome["result"], outcome["provenance"])
+        record = records[key] = _record(run, outcome["result"], outcome["provenance"])
         elapsed = time.perf_counter() - started
         _log(f"[{len(records)}/{len(runs)}, {elapsed / 60:.1f} min] {_describe(record)}")
 
-    def failed(run: Run, error: str) -> None:
-        failures[run.key] = error
-        _log(f"[failed] {run.key}:\n{error}")
+    def failed(key: str, error: str) -> None:
+        failures[key] = error
+        _log(f"[failed] {key}:\n{error}")
 
+    jobs = [Job(run.key, computed, (_execute, profile.task, run.T, run.config, threads))
+            for run in todo]
     try:
-        if jobs == 1:
-            for run in todo:
-                try:
-                    result = _execute(profile.task, run.T, run.config, threads)
-                except Exception:  # noqa: BLE001 - recorded; the other runs go on
-                    failed(run, traceback.format_exc())
-                else:
-                    finished(run, result)
-        else:
-            _run_in_pool(todo, profile.task, jobs, threads, finished, failed)
+        executor.run(jobs, finished, failed)
     except BaseException:
-        _log(f"accuracy: stopped with {len(records)} of {len(runs)} runs finished; {path} is "
-             f"as it was; continue with: {again}")
+        _log(f"accuracy: stopped with {len(records)} of {len(runs)} runs done (their cells "
+             f"are kept); {path} is as it was; continue with: {again}")
         raise
-    if failures:
-        raise SweepFailed(f"{len(failures)} of {len(runs)} runs failed ({', '.join(failures)});"
-                          f" {path} is as it was; the {len(records)} finished runs are kept: "
-                          f"continue with: {again}")
+    complete = len(records) == len(runs)
     document = {
         "schema": SCHEMA, "profile": dataclasses.asdict(profile),
-        "environment": environment, "earlier_environments": earlier, "jobs": jobs,
-        "threads_per_job": threads, "planned": len(runs),
+        "environment": environment, "earlier_environments": earlier,
+        "executor": executor.describe(), "threads_per_job": threads,
+        "code_version": store.version, "planned": len(runs), "present": len(records),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "runs": [records[run.key] for run in runs],
+        "runs": [records[run.key] for run in runs if run.key in records],
     }
-    write_json(path, document)
-    _log(f"accuracy: {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
-         f"wrote {path}")
+    keep_old = not complete and path.exists() and _is_complete(path)
+    if not keep_old:
+        write_json(path, document)
+    spent = (time.perf_counter() - started) / 60
+    _log(f"accuracy: {len(todo) - len(failures)} runs computed in {spent:.1f} min; "
+         + (f"{path} kept (complete, from before)" if keep_old
+            else f"wrote {path} ({len(records)} of {len(runs)} runs)"))
+    if failures:
+        raise SweepFailed(f"{len(failures)} of {len(runs)} runs failed ({', '.join(failures)});"
+                          f" the {len(records)} finished runs are kept: continue with: {again}")
     return path
 
 
-def _run_in_pool(todo: list[Run], task: str, jobs: int, threads: int, finished, failed) -> None:
-    """`todo` over `jobs` worker processes; stopped at once if this process is interrupted."""
-    context = multiprocessing.get_context("spawn")
-    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context,
-                                                  initializer=_watch_parent,
-                                                  initargs=(os.getpid(),))
-    try:
-        futures = {pool.submit(_execute, task, run.T, run.config, threads): run
-                   for run in todo}
-        for future in concurrent.futures.as_completed(futures):
-            try:
-                result = future.result()
-            except Exception:  # noqa: BLE001 - recorded; the other runs go on
-                failed(futures[future], traceback.format_exc())
-            else:
-                finished(futures[future], result)
-    except BaseException:
-        # Interrupted (Ctrl-C, SIGTERM): the runs in flight are lost either way; stop them
-        # now rather than wait for them to finish.
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-
-
+def _is_complete(path: Path) -> bool:
+    document = read_results(path)
+    return document.get("present", len(document["runs"])) == document.get(
+        "planned", len(document["runs"]))
 
 
 def _log(message: str) -> None:
@@ -690,6 +624,21 @@ def _fmt_interval(summary: dict) -> str:
     return f"{summary['mean']:.3g} [{summary['ci95'][0]:.3g}, {summary['ci95'][1]:.3g}]"
 
 
+def _provenance_lines(document: dict) -> list[str]:
+    """Where the runs were computed: machine by machine, with their runs' wall time."""
+    by_machine: dict[str, list[float]] = {}
+    for r in document["runs"]:
+        where = r.get("provenance")
+        label = (f"{where['host']} ({where['cpu']}, {where['cores']} cores)" if where
+                 else "an earlier sweep (see its environment in the JSON)")
+        by_machine.setdefault(label, []).append(where["wall_s"] if where else r["seconds"])
+    if not by_machine:
+        return []
+    parts = [f"{len(walls)} on {label}, {sum(walls) / 3600:.2f} h of runs"
+             for label, walls in by_machine.items()]
+    return [f"Computed: {'; '.join(parts)}.", ""]
+
+
 def _profile_section(document: dict, directory: Path) -> list[str]:
     p = document["profile"]
     env = document["environment"]
@@ -698,17 +647,21 @@ def _profile_section(document: dict, directory: Path) -> list[str]:
     dirty = " (dirty)" if env["git"]["dirty"] else ""
     load = env.get("load_average")
     sized = {"equal": "hidden size", "matched": "parameter count"}
+    partial = ("" if done == document["planned"] else
+               f" (**partial**: run `{' '.join(env['command'])}` again to compute the rest)")
+    # Files written before the executors and cells recorded them: "jobs", no provenance.
+    ran_by = document.get("executor") or f"{document['jobs']} local process(es)"
     lines = [
         f"## Profile `{p['name']}`: {p['description']}",
         "",
-        f"From `{p['name']}.json`: {done} of {document['planned']} runs"
-        f"{'' if document['finished'] else ' (unfinished)'}; command "
+        f"From `{p['name']}.json`: {done} of {document['planned']} runs{partial}; command "
         f"`{' '.join(env['command'])}`, {env['date']}, commit "
         f"{str(env['git']['commit'])[:10]}{dirty}, torch {env['versions']['torch']}, numba "
         f"{env['versions']['numba']}, {env['cpu']} ({env['cores']['usable']} cores, load "
-        f"{f'{load[0]:.1f}' if load else 'n/a'} at the start), {document['jobs']} job(s) x "
+        f"{f'{load[0]:.1f}' if load else 'n/a'} at the start), {ran_by} x "
         f"{document['threads_per_job']} thread(s).",
         "",
+        *_provenance_lines(document),
         f"Protocol: adding problem (Arjovsky 2016 form), Adam, learning rate per model "
         f"{', '.join(f'{m} {lr:g}' for m, lr in p['lr'])}; gradient norm clipped to "
         f"{p['clip_norm']:g}; batch {p['batch_size']}; step budget "
@@ -853,12 +806,22 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"results folder (default {RESULTS})")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs in parallel, one process each (default 1; jobs x threads "
-                             "at most the usable cores)")
+                             "at most the usable cores); with --scheduler local, the local "
+                             "cluster's worker processes")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="compute the runs on the Dask cluster whose scheduler is at "
+                             "ADDRESS (e.g. tcp://10.0.0.5:8786), or on a local cluster of "
+                             "--jobs workers started here for `local` (needs the `cluster` "
+                             "extra)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per run (default 1: these models are small)")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep the runs already finished (by an interrupted sweep, or in "
-                             "<profile>.json) whose inputs match the plan; train the rest")
+    parser.add_argument("--retrain", action="store_true",
+                        help="compute every run again, replacing its cell (by default a run "
+                             "whose cell exists for this code is not computed again)")
+    parser.add_argument("--keep-earlier", action="store_true",
+                        help="also count as done the runs of the existing <profile>.json whose "
+                             "inputs match the plan, though earlier code made them (the report "
+                             "lists every environment)")
     parser.add_argument("--no-report", dest="report", action="store_false",
                         help="train and write <profile>.json only, not the figures and "
                              "ACCURACY.md")
@@ -873,14 +836,15 @@ def _check_options(parser: argparse.ArgumentParser, args) -> None:
         value = getattr(args, option)
         if not 1 <= value <= cores:
             parser.error(f"--{option} must be from 1 to the {cores} usable cores, got {value}")
-    if args.jobs * args.threads > cores:
+    local = args.scheduler is None or args.scheduler == "local"
+    if local and args.jobs * args.threads > cores:
         parser.error(f"--jobs {args.jobs} x --threads {args.threads} is more than the {cores} "
                      "usable cores: the runs would fight over them")
-    if args.report_only and (args.resume or not args.report):
-        parser.error("--report-only trains nothing: drop "
-                     + " and ".join(o for o, given in (("--resume", args.resume),
-                                                       ("--no-report", not args.report))
-                                    if given))
+    given = [o for o, on in (("--retrain", args.retrain), ("--keep-earlier", args.keep_earlier),
+                             ("--scheduler", args.scheduler), ("--no-report", not args.report))
+             if on]
+    if args.report_only and given:
+        parser.error(f"--report-only trains nothing: drop {' and '.join(given)}")
 
 
 def main(argv: list[str]) -> int:
@@ -891,11 +855,13 @@ def main(argv: list[str]) -> int:
         if not args.report_only:
             command = [Path(sys.executable).name, "-m", "bench", "accuracy", *argv]
             with sigterm_raises():
-                run_profile(PROFILES[args.profile], args.out, jobs=args.jobs,
-                            threads=args.threads, resume=args.resume, command=command)
+                run_profile(PROFILES[args.profile], args.out,
+                            executor=executor(args.jobs, args.scheduler),
+                            threads=args.threads, retrain=args.retrain,
+                            adopt=args.keep_earlier, command=command)
         if args.report:
             _log(f"accuracy: wrote {write_report(args.out)}")
-    except ResultsFileError as exc:
+    except (ResultsFileError, ExecutorError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     except SweepFailed as exc:

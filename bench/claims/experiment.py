@@ -105,7 +105,8 @@ class Claim:
     trained or timed, and what is measured; the sizes are the profile's and are stated in
     the report). rule: the verdict rule in words; it must describe exactly what `decide`
     computes. anchors: published figures to hold the measurement against; empty where the
-    literature offers none (an exact check, or a question no paper measured).
+    literature offers none (an exact check, or a question no paper measured). timed: see
+    the field.
     """
 
     id: str
@@ -118,6 +119,9 @@ class Claim:
     plot: Callable[[dict, Path], list[Path]] | None = None
     method: str = ""
     anchors: tuple[Anchor, ...] = ()
+    #: Its measurement times code: it runs in the process that runs the claims, alone,
+    #: never beside other claims or on a cluster's machines.
+    timed: bool = False
 
     @property
     def group(self) -> str:

@@ -341,7 +341,8 @@ CLAIMS = [
               "time ratio's 95% interval lies below 1 in every case, 'slower' if above 1 in "
               "every case. Supported if every implementation is faster, not supported if "
               "every one is slower, depends otherwise (naming where it holds)."),
-        measure=measure_once, decide=decide_b1, summarize=summarize_b1, plot=plot_b1),
+        measure=measure_once, decide=decide_b1, summarize=summarize_b1, plot=plot_b1,
+        timed=True),
     Claim(
         id="B2", notes=(f"{NOTE_003} §GRU",),
         statement="Per step, an LSTM does more arithmetic than a GRU.",
@@ -352,5 +353,6 @@ CLAIMS = [
         rule=("supported if the GEMM FLOP count of the GRU is below the LSTM's in every case "
               "of B1's grid (time per FLOP is reported beside it, not ruled on); not "
               "supported otherwise."),
-        measure=measure_once, decide=decide_b2, summarize=summarize_b2, plot=plot_b2),
+        measure=measure_once, decide=decide_b2, summarize=summarize_b2, plot=plot_b2,
+        timed=True),
 ]

@@ -24,6 +24,7 @@ import impls
 from bench.gate import proof
 from bench.gate import run as gate
 from bench.gate import worker as gate_worker
+from bench.speed.cases import BUILT_IN
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,6 +200,8 @@ def test_spec_hands_both_workers_the_gates_own_workload_file():
     assert spec["workload"] == str(ROOT / "bench" / "workload.py")
     assert Path(spec["workload"]).is_file()
     assert spec["clock"] == "cpu"  # CPU time stays the default
+    assert spec["impls"] == list(BUILT_IN)  # the peers only when asked for
+    assert gate.worker_spec(gate.parser().parse_args(["--impl", "jax"]))["impls"] == ["jax"]
 
 
 def test_worker_case_selection_follows_the_registry_and_the_workload():

@@ -40,6 +40,7 @@ from statistics import median
 from scipy.stats import mannwhitneyu
 
 from bench import io as bench_io
+from bench.speed.cases import BUILT_IN
 from bench.stopping import sigterm_raises
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -135,9 +136,9 @@ def format_table(verdicts: list[Verdict], missing: dict[str, str], *, alpha: flo
 def worker_spec(args: argparse.Namespace) -> dict:
     """What each measuring process runs (read by bench/gate/worker.py)."""
     return {
-        "impls": args.impl or [], "cells": args.cell, "modes": args.mode, "dtype": "float32",
-        "shape": list(args.shape), "threads": args.threads, "block_seconds": args.block_seconds,
-        "clock": args.clock, "workload": str(WORKLOAD),
+        "impls": args.impl or list(BUILT_IN), "cells": args.cell, "modes": args.mode,
+        "dtype": "float32", "shape": list(args.shape), "threads": args.threads,
+        "block_seconds": args.block_seconds, "clock": args.clock, "workload": str(WORKLOAD),
     }
 
 
@@ -398,7 +399,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--head", default=WORKING_TREE,
                    help="head ref (default: the working tree, uncommitted changes included)")
     p.add_argument("--impl", action="append",
-                   help="implementation to gate (repeatable; default: all registered in float32)")
+                   help="implementation to gate (repeatable; default: the built-in ones, "
+                        f"{', '.join(BUILT_IN)}: the peers' compiles in every process would "
+                        "take most of the gate's time)")
     p.add_argument("--cell", action="append", choices=["lstm", "gru", "rnn_tanh", "rnn_relu"],
                    help="cell (repeatable; default: lstm and gru)")
     p.add_argument("--mode", action="append", choices=["inference", "training"],

@@ -67,7 +67,7 @@ def test_failure_reasons(exc, reason):
     assert entry["message"].startswith(type(exc).__name__)
 
 
-def test_samples_come_from_several_processes_interleaved_in_rotated_rounds(call_log):
+def test_samples_come_from_several_processes_interleaved_in_shuffled_rounds(call_log):
     out = timing.time_group(group("test-log-a", "test-log-b", "test-log-c"), FAST,
                             plugins=PLUGINS)
     for name in ("test-log-a", "test-log-b", "test-log-c"):
@@ -83,8 +83,20 @@ def test_samples_come_from_several_processes_interleaved_in_rotated_rounds(call_
         order = ["test-log-a", "test-log-b", "test-log-c"]
         shift = worker % 3
         order = order[shift:] + order[:shift]  # workers build in rotated order too
-        assert sampling == [order[(r + i) % 3] for r in range(3) for i in range(3)]
+        assert sampling == [label for r in range(3) for label in timing.round_order(order, 0, r)]
         assert calls[len(calls) - probes:] == order[:probes]
+
+
+def test_no_workload_always_comes_right_after_the_same_other_one():
+    labels = [f"impl{k} {cell}" for cell in ("lstm", "gru") for k in range(9)]
+    rounds = [timing.round_order(labels, 0, r) for r in range(30)]
+    assert all(sorted(order) == sorted(labels) for order in rounds)
+    before = {label: set() for label in labels}
+    for order in rounds:
+        for first, second in zip(order, order[1:]):
+            before[second].add(first)
+    assert all(len(seen) >= 5 for seen in before.values())
+    assert timing.round_order(labels, 0, 3) == rounds[3] != rounds[4]
 
 
 

@@ -10,9 +10,14 @@ The discipline (after pyperf and PyTorch's ``benchmarks/fastrnns``):
   compile, autotune; the call's outputs are checked, see below), then warmed up until the
   medians of the last two windows of calls agree (`is_steady`), or for at most
   `Timing.warmup_max_s`. The first process also reads which kernel ran (not timed).
-- The samples are interleaved: round r calls every workload once, in an order rotated by r,
-  so drift in the machine (other processes, thermal state) hits all alike and a ratio taken
-  within the group stays honest. The garbage collector is off while sampling.
+- The samples are interleaved: round r calls every workload once, in an order shuffled
+  afresh each round (`round_order`, seeded), so drift in the machine (other processes,
+  thermal state) hits all alike, a ratio taken within the group stays honest, and no
+  workload always comes right after the same other one. The garbage collector is off while
+  sampling, and each sampled call comes `SETTLE_S` after the one before: thread pools that
+  spin-wait after a call (XLA's, under jax; ONNX Runtime's, which its layer now turns off)
+  would otherwise take the cores from the next implementation's call (measured: a torch
+  call at batch 1 right after a jax call took 1.8x its time; after a pause of 2 ms, its own).
 - Every process gets the case's core budget: torch's threads and numba's (whose kernels hold
   their BLAS to one thread per team member), recorded per entry as what actually ran.
 - Each call is timed by `bench.workload.seconds_per_call`, the suite's one timing loop.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import gc
 import math
+import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -36,6 +42,8 @@ from dataclasses import dataclass, field
 from bench.speed import processes
 from bench.speed.cases import Case, Timing
 
+#: The pause before each sampled call (see the module's docstring), not timed.
+SETTLE_S = 0.005
 REASON_EXCEPTION = "exception"
 REASON_OOM = "out of memory"
 REASON_BUDGET = "time budget"
@@ -155,6 +163,13 @@ def _cross_check(states: dict, outputs: dict, spec: dict) -> None:
             states[label] = _Timed(failed=failure(exc))
 
 
+def round_order(labels: list[str], seed: int, r: int) -> list[str]:
+    """The order of sampling round `r`: `labels` shuffled by a generator seeded by (seed, r)."""
+    order = list(labels)
+    random.Random(f"{seed}/{r}").shuffle(order)
+    return order
+
+
 def _worker(spec: dict, child: processes.Child) -> None:
     """One worker process: every workload of the group warmed up, then sampled interleaved."""
     from bench.workload import Workload, seconds_per_call
@@ -185,12 +200,12 @@ def _worker(spec: dict, child: processes.Child) -> None:
     gc.disable()
     try:
         for r in range(max((states[label].wanted for label in live), default=0)):
-            shift = r % len(live)
-            for label in live[shift:] + live[:shift]:
+            for label in round_order(live, spec["seed"], r):
                 state = states[label]
                 if state.failed is not None or len(state.samples) >= state.wanted:
                     continue
                 child.send(("at", label))
+                time.sleep(SETTLE_S)
                 try:
                     state.samples.append(call_time(state.workload))
                 except Exception as exc:

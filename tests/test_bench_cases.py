@@ -145,7 +145,11 @@ def test_profiles_hold_unique_valid_cases_and_sweeps():
     assert {c.threads for c in quick} == {1, 2}
     default = cases.PROFILES["default"].cases(cuda_available=False, cores=2)
     assert {(c.B, c.mode) for c in default if c.threads == 1} == {
-        (1, "inference"), (1, "training"), (64, "inference")}
+        (1, "inference"), (1, "training")}
+    # sweeps of H (forward) and of T (training) around the base point, at all cores
+    assert {c.H for c in default if (c.T, c.B, c.mode, c.threads, c.variant)
+            == (100, 64, "inference", 2, "")} == {64, 256, 512}
+    assert {c.T for c in default if (c.B, c.H, c.mode) == (32, 128, "training")} == {100, 1000}
     # PyTorch's RNN benchmark shape (benchmarks/fastrnns), forward
     assert {c.cell for c in default if (c.T, c.B, c.I, c.H, c.mode, c.variant)
             == (100, 64, 512, 512, "inference", "")} == {"lstm", "gru"}
@@ -301,8 +305,9 @@ def test_the_timed_profiles_name_their_implementations():
     assert set(cases.BUILT_IN + cases.PEERS) == set(impls.names())
     assert cases.PROFILES["full"].implementations is None
     default = cases.PROFILES["default"]
+    assert set(cases.DEFAULT_PEERS) == set(cases.PEERS) - {"compiled-nn"}
     with_peers = {key for key, names in default.implementations_of(False, cores=2).items()
-                  if set(cases.PEERS) <= set(names)}
+                  if set(cases.DEFAULT_PEERS) <= set(names)}
     assert with_peers == {f"{cell}/{mode}/T100/B{B}/I256/H256/float32/cpu/t2"
                           for cell in ("lstm", "gru") for mode in ("inference", "training")
                           for B in (1, 64)}

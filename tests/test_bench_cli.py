@@ -152,6 +152,7 @@ def test_the_default_plan_times_the_peers_only_where_its_grid_names_them(capsys)
     assert "jax" in line_of[f"gru/training/T100/B1/I256/H256/float32/cpu/t{cores}"]
     assert "jax" not in line_of[f"gru/training/T100/B32/I128/H128/float32/cpu/t{cores}"]
     assert "onnxruntime" in line_of[f"lstm/inference/T100/B64/I256/H256/float32/cpu/t{cores}"]
+    assert "compiled-nn" not in line_of[f"lstm/training/T100/B1/I256/H256/float32/cpu/t{cores}"]
 
 
 def test_delegated_subcommands_get_their_arguments(monkeypatch):

@@ -321,8 +321,9 @@ def test_float32_implementations_agree_with_each_other(cell):
 # -- the sweep (bench.claims.accuracy): its plan, its statistics, its files -----------------------
 
 
-def test_profile_plans_every_model_at_every_length():
-    profile = accuracy.PROFILES["default"]
+@pytest.mark.parametrize("name", ["default", "full"])
+def test_profile_plans_every_model_at_every_length(name):
+    profile = accuracy.PROFILES[name]
     runs = accuracy.plan(profile)
     sweep = [r for r in runs if r.section == "sweep"]
     n_models = len(accuracy.MODELS)
@@ -345,6 +346,22 @@ def test_profile_plans_every_model_at_every_length():
     assert {r.config.impl for r in cross} >= {"reference", "torch", "scripted"}
     assert all(r.config.dtype == ("float64" if r.config.impl == "reference" else "float32")
                for r in cross)
+
+
+def test_a_profiles_cost_is_its_measured_step_time_times_its_budget():
+    profile = accuracy.PROFILES["smoke"]
+    cost = accuracy.estimate_cost(profile, steps=3)
+    runs = accuracy.plan(profile)
+    assert cost["runs"] == len(runs) == sum(r["runs"] for r in cost["rows"])
+    assert {r["model"] for r in cost["rows"]} == set(accuracy.MODELS)
+    for row in cost["rows"]:
+        assert row["step_s"] > 0
+        evaluations = 40 // 20 + 1                   # smoke: 40 steps, evaluated every 20
+        eval_steps = evaluations * math.ceil(64 / 8) / 3
+        assert row["cpu_s"] == pytest.approx(row["runs"] * row["step_s"] * (40 + eval_steps))
+    assert cost["cpu_hours"] == pytest.approx(sum(r["cpu_s"] for r in cost["rows"]) / 3600)
+    text = "\n".join(accuracy.cost_lines(cost, "this machine"))
+    assert f"{len(runs)} runs, at most" in text and "| rnn_tanh | 10 | 8 | torch | 2 |" in text
 
 
 def test_mean_interval_is_the_student_t_interval():

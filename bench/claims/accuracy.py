@@ -122,6 +122,14 @@ PROFILES = {
         lengths=(50, 100, 200, 400), matched_lengths=(50, 100, 200), seeds=(0, 1, 2),
         steps=((50, 1500), (100, 2000), (200, 4000), (400, 4000)), eval_size=1000,
         cross_cells=("lstm", "gru"), cross_steps=1000, **_COMMON),
+    "full": Profile(
+        name="full", description="literature scale: H=128 (Arjovsky et al. 2016's size), T=100 "
+                                 "to 1000, ten seeds; days of CPU on one machine, meant for a "
+                                 "cluster (`--estimate` states its cost)",
+        lengths=(100, 200, 400, 750, 1000), matched_lengths=(100, 400), seeds=tuple(range(10)),
+        steps=((100, 4000), (200, 6000), (400, 10000), (750, 10000), (1000, 10000)),
+        eval_size=1000, cross_cells=("lstm", "gru"), cross_steps=1000,
+        **{**_COMMON, "hidden_size": 128, "eval_every": 250}),
     "smoke": Profile(
         name="smoke", description="T=10, two seeds, 40 steps, torch only: seconds, for tests",
         lengths=(10,), matched_lengths=(), seeds=(0, 1), steps=((10, 40),), eval_size=64,
@@ -395,6 +403,62 @@ def _is_complete(path: Path) -> bool:
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+# -- what a profile costs ------------------------------------------------------------------
+
+
+def estimate_cost(profile: Profile, *, steps: int = 10, threads: int = 1) -> dict:
+    """CPU time a profile's plan takes at most, measured here on a sample of its cells.
+
+    Each distinct (model, T, hidden size, implementation) of the plan trains one step (its
+    compilation, left out), then `steps` steps timed, in this process (the model's set-up
+    counts with them); a run's cost is its step budget times that time per step, plus its
+    evaluations (`eval_size` sequences every `eval_every` steps, a forward costing a third
+    of a training step per batch). Runs that solve the task stop early: an upper bound.
+    """
+    torch.set_num_threads(threads)
+    runs = plan(profile)
+    per_step: dict[tuple, float] = {}
+    for run in runs:
+        c = run.config
+        shape = (run.model, run.T, c.hidden_size, c.impl, c.dtype)
+        if shape in per_step:
+            continue
+        probe = dataclasses.replace(c, steps=steps, eval_every=steps, eval_size=c.batch_size,
+                                    stop_on_success=False)
+        task = make_task(run.task, T=run.T)
+        train(task, dataclasses.replace(probe, steps=1, eval_every=1))
+        per_step[shape] = train(task, probe).cpu_seconds / steps
+        _log(f"estimate: {run.model} T={run.T} H={c.hidden_size} ({c.impl}): "
+             f"{per_step[shape] * 1e3:.1f} ms per step")
+    rows: dict[tuple, dict] = {}
+    for run in runs:
+        c = run.config
+        shape = (run.model, run.T, c.hidden_size, c.impl, c.dtype)
+        evaluations = c.steps // c.eval_every + 1
+        eval_steps = evaluations * math.ceil(c.eval_size / c.batch_size) / 3
+        row = rows.setdefault(shape, {"model": run.model, "T": run.T, "H": c.hidden_size,
+                                      "impl": c.impl, "runs": 0, "cpu_s": 0.0,
+                                      "step_s": per_step[shape], "steps": c.steps})
+        row["runs"] += 1
+        row["cpu_s"] += per_step[shape] * (c.steps + eval_steps)
+    total = sum(r["cpu_s"] for r in rows.values())
+    return {"profile": profile.name, "runs": len(runs), "sample_steps": steps,
+            "threads": threads, "cpu_hours": total / 3600, "rows": list(rows.values())}
+
+
+def cost_lines(cost: dict, machine: str) -> list[str]:
+    lines = [f"Profile `{cost['profile']}`: {cost['runs']} runs, at most "
+             f"{cost['cpu_hours']:.1f} CPU-hours on {machine} ({cost['threads']} thread per "
+             f"run; time per step measured on {cost['sample_steps']} steps of each shape, "
+             "times the step budget, evaluations included; runs that solve stop earlier).",
+             "", "| model | T | H | implementation | runs | ms per step | step budget | "
+             "CPU-hours |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(cost["rows"], key=lambda r: -r["cpu_s"]):
+        lines.append(f"| {r['model']} | {r['T']} | {r['H']} | {r['impl']} | {r['runs']} | "
+                     f"{r['step_s'] * 1e3:.1f} | {r['steps']} | {r['cpu_s'] / 3600:.2f} |")
+    return lines
 
 
 # -- statistics ----------------------------------------------------------------------------
@@ -822,6 +886,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="also count as done the runs of the existing <profile>.json whose "
                              "inputs match the plan, though earlier code made them (the report "
                              "lists every environment)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="train nothing whole: time a few steps of each shape of the "
+                             "profile here and print the CPU-hours the profile takes at most")
     parser.add_argument("--no-report", dest="report", action="store_false",
                         help="train and write <profile>.json only, not the figures and "
                              "ACCURACY.md")
@@ -851,6 +918,12 @@ def main(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _check_options(parser, args)
+    if args.estimate:
+        cost = estimate_cost(PROFILES[args.profile], threads=args.threads)
+        environment = fingerprint([])
+        print("\n".join(cost_lines(cost, f"{environment['cpu']} ({environment['cores']['usable']}"
+                                          " cores)")))
+        return 0
     try:
         if not args.report_only:
             command = [Path(sys.executable).name, "-m", "bench", "accuracy", *argv]

@@ -429,7 +429,8 @@ def estimate_cost(profile: Profile, *, steps: int = 10, threads: int = 1) -> dic
                                     stop_on_success=False)
         task = make_task(run.task, T=run.T)
         train(task, dataclasses.replace(probe, steps=1, eval_every=1))
-        per_step[shape] = train(task, probe).cpu_seconds / steps
+        timed = train(task, probe)  # a diverging run ends early: count the steps it made
+        per_step[shape] = timed.cpu_seconds / max(timed.steps_done, 1)
         _log(f"estimate: {run.model} T={run.T} H={c.hidden_size} ({c.impl}): "
              f"{per_step[shape] * 1e3:.1f} ms per step")
     rows: dict[tuple, dict] = {}

@@ -52,9 +52,10 @@ def _git(*args: str) -> str | None:
 
 
 def git_state() -> dict:
-    """Commit and whether tracked files differ from it (untracked results do not count)."""
+    """Commit and whether tracked files other than results/ differ from it: results being
+    rewritten (a run regenerating its own committed file) do not make the code dirty."""
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 

@@ -214,6 +214,9 @@ def main(argv: list[str]) -> int:
     def inputs(claim_id: str) -> dict:
         return {"claim": claim_id, "profile": profile}
 
+    def job(claim_id: str) -> Job:
+        return Job(claim_id, computed, (measure, claim_id, profile, args.threads))
+
     def finished(claim_id: str, outcome: dict, stored: bool = False) -> None:
         if not stored:
             store.put(claim_id, inputs(claim_id), outcome["result"], outcome["provenance"])
@@ -247,12 +250,10 @@ def main(argv: list[str]) -> int:
         here = [i for i in todo if CLAIMS[i].timed]
         if elsewhere:
             print(f"measuring {', '.join(elsewhere)} on {away.describe()}", flush=True)
-            away.run([Job(i, computed, (measure, i, profile, args.threads)) for i in elsewhere],
-                     finished, errored)
+            away.run([job(i) for i in elsewhere], finished, errored)
         if here:
             print(f"measuring {', '.join(here)} here, alone (they time code)", flush=True)
-            LocalExecutor(1).run([Job(i, computed, (measure, i, profile, args.threads))
-                                  for i in here], finished, errored)
+            LocalExecutor(1).run([job(i) for i in here], finished, errored)
         if args.only is None:  # every claim ran: drop the entries of claims that are gone
             results = update_results(paths["json"], profile, header, keep=set(CLAIMS))
     except (ValueError, ExecutorError) as exc:  # a damaged cell or results file, a scheduler

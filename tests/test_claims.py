@@ -508,7 +508,9 @@ def test_report_names_each_claims_commit_after_a_partial_rerun(tmp_path):
         return paths["markdown"].read_text()
 
     text = stamped("a" * 40, "b" * 40)
-    assert "measured at commit aaaaaaaaaa on 2026-11-23" in text
+    where = records["Z1"]["provenance"]   # run_claim records the machine that measured it
+    assert (f"measured at commit aaaaaaaaaa on 2026-11-23, on {where['host']} "
+            f"({where['cpu']}, {where['cores']} cores)") in text
     assert "measured at commit bbbbbbbbbb" in text and "not all measured in this run" in text
     assert "not all measured in this run" not in stamped("a" * 40, "a" * 40)
 

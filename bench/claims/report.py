@@ -245,10 +245,14 @@ def _claim_section(claim, record: dict, profile: str, figures: Path, base: Path)
 
 
 def _measured_at(record: dict) -> str:
-    """Where this claim was measured: a partial rerun (--only) leaves the others as they were."""
+    """When and where this claim was measured: a partial rerun (--only) leaves the others as
+    they were, and a cluster may have computed it on another machine."""
     stamp = record.get("measured_at")
+    where = record.get("provenance")
+    machine = f", on {where['host']} ({where['cpu']}, {where['cores']} cores)" if where else ""
     if not stamp:
-        return " in this run"
+        return f" in this run{machine}"
     git = stamp["git"]
     dirty = " (dirty)" if git.get("dirty") else ""
-    return f", measured at commit {str(git.get('commit'))[:10]}{dirty} on {stamp['date'][:10]}"
+    return (f", measured at commit {str(git.get('commit'))[:10]}{dirty} on "
+            f"{stamp['date'][:10]}{machine}")

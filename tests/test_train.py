@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import impls
+from bench import environment
 from bench.claims import accuracy
 from bench.environment import fingerprint
 from bench.training.tasks import make_task
@@ -603,7 +604,7 @@ def test_accuracy_options_out_of_range_are_named(argv, option, tmp_path, capsys,
 
 
 def test_jobs_times_threads_beyond_the_cores_is_refused(capsys, monkeypatch):
-    monkeypatch.setattr(accuracy, "usable_cores", lambda: 2)
+    monkeypatch.setattr(environment, "usable_cores", lambda: 2)
     with pytest.raises(SystemExit):
         accuracy.main(["--jobs", "2", "--threads", "2", "--report-only"])
     assert "--jobs 2 x --threads 2 is more than the 2 usable cores" in capsys.readouterr().err

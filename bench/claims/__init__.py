@@ -48,9 +48,10 @@ from bench.claims.report import (
     update_results,
     write_report,
 )
-from bench.environment import fingerprint, usable_cores
+from bench.environment import fingerprint
+from bench.sweep import executors
 from bench.sweep.cells import CellStore, code_version, computed
-from bench.sweep.executors import LOCAL, ExecutorError, Job, LocalExecutor, executor
+from bench.sweep.executors import ExecutorError, Job, LocalExecutor, executor
 
 #: How B1 and B2 are tested and what they are held against. Their experiment module
 #: (bench/claims/speed.py) defines the two Claims without these catalogue fields, so they
@@ -136,14 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per claim (default 1: the machines are shared, "
                              "and one thread keeps timings comparable)")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="claims measured at once, one process each (default 1); the "
-                             "claims that time code (B1, B2) run alone afterwards; with "
-                             "--scheduler local, the local cluster's worker processes")
-    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                        help="measure the claims that do not time code on the Dask cluster "
-                             "whose scheduler is at ADDRESS, or on a local cluster of --jobs "
-                             "workers for `local` (needs the `cluster` extra)")
+    executors.add_options(parser, "claims", jobs_note="; the claims that time code (B1, B2) "
+                                                      "run here, alone, afterwards")
     parser.add_argument("--retrain", action="store_true",
                         help="measure every claim asked for again (by default a claim whose "
                              "cell exists for this code and profile is taken from it)")
@@ -168,15 +163,7 @@ def main(argv: list[str]) -> int:
         print(catalogue_markdown(CLAIMS), end="")
         return 0
     profile = check_profile(args.profile)
-    cores = usable_cores()
-    for option in ("threads", "jobs"):
-        if not 1 <= getattr(args, option) <= cores:
-            parser.error(f"--{option} must be from 1 to the {cores} usable cores, got "
-                         f"{getattr(args, option)}")
-    local = args.scheduler is None or args.scheduler == LOCAL
-    if local and args.jobs * args.threads > cores:
-        parser.error(f"--jobs {args.jobs} x --threads {args.threads} is more than the {cores} "
-                     "usable cores: the claims would fight over them")
+    executors.check_options(parser, args, "claims")
     try:
         ids = list(CLAIMS) if args.only is None else list(
             dict.fromkeys(get(i).id for i in args.only))

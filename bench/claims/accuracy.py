@@ -41,8 +41,9 @@ import torch
 
 import impls
 from bench import io as bench_io
-from bench.environment import fingerprint, usable_cores
+from bench.environment import fingerprint
 from bench.stopping import sigterm_raises
+from bench.sweep import executors
 from bench.sweep.cells import CellError, CellStore, code_version, computed
 from bench.sweep.executors import ExecutorError, Job, LocalExecutor, executor
 from bench.training.tasks import make_task
@@ -869,15 +870,7 @@ def _parser() -> argparse.ArgumentParser:
                             f"{name}: {p.description}" for name, p in PROFILES.items()))
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=f"results folder (default {RESULTS})")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="runs in parallel, one process each (default 1; jobs x threads "
-                             "at most the usable cores); with --scheduler local, the local "
-                             "cluster's worker processes")
-    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                        help="compute the runs on the Dask cluster whose scheduler is at "
-                             "ADDRESS (e.g. tcp://10.0.0.5:8786), or on a local cluster of "
-                             "--jobs workers started here for `local` (needs the `cluster` "
-                             "extra)")
+    executors.add_options(parser, "runs")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per run (default 1: these models are small)")
     parser.add_argument("--retrain", action="store_true",
@@ -899,15 +892,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_options(parser: argparse.ArgumentParser, args) -> None:
-    cores = usable_cores()
-    for option in ("jobs", "threads"):
-        value = getattr(args, option)
-        if not 1 <= value <= cores:
-            parser.error(f"--{option} must be from 1 to the {cores} usable cores, got {value}")
-    local = args.scheduler is None or args.scheduler == "local"
-    if local and args.jobs * args.threads > cores:
-        parser.error(f"--jobs {args.jobs} x --threads {args.threads} is more than the {cores} "
-                     "usable cores: the runs would fight over them")
+    executors.check_options(parser, args, "runs")
     given = [o for o, on in (("--retrain", args.retrain), ("--keep-earlier", args.keep_earlier),
                              ("--scheduler", args.scheduler), ("--no-report", not args.report))
              if on]

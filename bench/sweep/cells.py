@@ -102,10 +102,6 @@ class CellStore:
             "schema": SCHEMA, "key": key, "code_version": self.version, "inputs": inputs,
             "provenance": provenance, "result": result})
 
-    def count(self) -> int:
-        """How many cells the folder holds, of any code version."""
-        return sum(1 for _ in self.directory.glob("*.json")) if self.directory.is_dir() else 0
-
     def remove_stale_temporaries(self) -> None:
         """Delete what atomic writes killed midway left, once old enough that no sweep
         running now can still be writing it."""
@@ -116,6 +112,12 @@ class CellStore:
             with contextlib.suppress(FileNotFoundError):
                 if now - leftover.stat().st_mtime > STALE_TEMPORARY_S:
                     leftover.unlink()
+
+
+@functools.cache
+def _commit() -> str | None:
+    """The commit this process's code came from (asked of git once per process)."""
+    return git_state()["commit"]
 
 
 def computed(function, *args) -> dict:
@@ -129,4 +131,4 @@ def computed(function, *args) -> dict:
     return {"result": result, "provenance": {
         **machine(), "wall_s": time.perf_counter() - started,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_state()["commit"]}}
+        "commit": _commit()}}

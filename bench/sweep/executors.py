@@ -164,6 +164,33 @@ class DaskExecutor:
                 cluster.close()
 
 
+def add_options(parser, units: str, jobs_note: str = "") -> None:
+    """--jobs and --scheduler, for a command whose units of work are `units` ("runs")."""
+    parser.add_argument("--jobs", type=int, default=1,
+                        help=f"{units} at once, one process each (default 1; jobs x threads at "
+                             f"most the usable cores){jobs_note}; with --scheduler local, the "
+                             "local cluster's worker processes")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help=f"compute the {units} on the Dask cluster whose scheduler is at "
+                             "ADDRESS (e.g. tcp://10.0.0.5:8786), or on a local cluster of "
+                             "--jobs workers started here for `local` (needs the `cluster` "
+                             "extra)")
+
+
+def check_options(parser, args, units: str) -> None:
+    """A parser error unless --jobs and --threads fit this machine's cores (jobs x threads
+    too, when the jobs run here)."""
+    from bench.environment import usable_cores
+    cores = usable_cores()
+    for option in ("jobs", "threads"):
+        value = getattr(args, option)
+        if not 1 <= value <= cores:
+            parser.error(f"--{option} must be from 1 to the {cores} usable cores, got {value}")
+    if args.scheduler in (None, LOCAL) and args.jobs * args.threads > cores:
+        parser.error(f"--jobs {args.jobs} x --threads {args.threads} is more than the {cores} "
+                     f"usable cores: the {units} would fight over them")
+
+
 def executor(jobs: int = 1, scheduler: str | None = None):
     """The executor the command line asks for: `--jobs N` here, `--scheduler` on Dask."""
     if scheduler is None:

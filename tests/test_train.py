@@ -13,7 +13,7 @@ import torch
 
 import impls
 from bench import environment
-from bench.claims import accuracy
+from bench.claims import accuracy, training
 from bench.environment import fingerprint
 from bench.training.tasks import make_task
 from bench.training.trainer import (
@@ -206,6 +206,50 @@ def test_training_reduces_the_loss_and_records_steps_to_threshold():
     assert result.evals[0]["loss"] > 0.1
 
 
+def test_the_test_figure_is_the_best_validation_model_on_its_own_sequences():
+    task = make_task("adding", T=6)
+    config = TrainConfig(cell="gru", hidden_size=8, lr=0.05, batch_size=64, steps=60,
+                         eval_every=20, eval_size=128)
+    with training.trained_models() as models:
+        result = train(task, config)
+    valid = {e["step"]: e["loss"] for e in result.evals}
+    assert result.test["step"] == min(valid, key=valid.get)
+    # Oracle: the model as it ended (the best validation step is the last one here, or the
+    # figure would differ) scored on the test seed's sequences by the task itself.
+    assert result.test["step"] == result.evals[-1]["step"]
+    test = task.sample(128, _generator(config.test_seed, 4))
+    with torch.no_grad():
+        outputs = models[-1](test.inputs, test.lengths)
+    assert result.test["loss"] == pytest.approx(task.metrics(outputs, test)["loss"], rel=1e-6)
+    assert result.test["baseline_loss"] == task.baseline_loss(test)
+    assert result.test["loss"] != result.final["loss"]          # other sequences
+    assert result.test["solved"] == task.solved(result.test)
+
+
+def test_a_late_worse_model_is_not_the_one_tested():
+    # SGD at a rate that first helps and then diverges: the kept model is from before.
+    result = train(ADDING, small(cell="rnn_relu", irnn=True, optimizer="sgd", lr=3.0,
+                                 steps=60, eval_every=2))
+    valid = [e for e in result.evals if math.isfinite(e["loss"])]
+    best = min(valid, key=lambda e: e["loss"])
+    assert result.test["step"] == best["step"]
+    assert math.isfinite(result.test["loss"])
+
+
+def test_sgd_steps_by_the_gradient_times_the_rate():
+    config = small(optimizer="sgd", lr=0.5, steps=2)
+    model = build_model(ADDING, config)
+    data = _generator(config.seed, 1)
+    first, second = (ADDING.sample(config.batch_size, data) for _ in range(2))
+    ADDING.loss(model(first.inputs, first.lengths), first).backward()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter -= 0.5 * parameter.grad
+        expected = float(ADDING.loss(model(second.inputs, second.lengths), second))
+    result = train(ADDING, config)
+    assert result.curve[1]["loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_divergence_is_recorded_not_raised():
     result = train(ADDING, small(cell="rnn_relu", irnn=True, lr=1e6, steps=50))
     assert result.diverged
@@ -233,7 +277,7 @@ def test_gradient_clipping():
     (dict(batch_size=2.0), "'batch_size' must be a positive int, got 2.0"),
     (dict(seed=-1), "'seed' must be an int >= 0, got -1"),
     (dict(dtype="float16"), "'dtype' must be one of ['float32', 'float64'], got 'float16'"),
-    (dict(optimizer="sgd"), "'optimizer' must be one of ('adam', 'rmsprop'), got 'sgd'"),
+    (dict(optimizer="lbfgs"), "'optimizer' must be one of ('adam', 'rmsprop', 'sgd'), got 'lbfgs'"),
     (dict(lr=0), "'lr' must be a positive number, got 0"),
     (dict(clip_norm=-1.0), "'clip_norm' must be None or a positive number, got -1.0"),
     (dict(cell="gru", forget_bias=1.0), "'forget_bias' applies to the lstm cell only"),

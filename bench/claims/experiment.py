@@ -29,8 +29,9 @@ DEPENDS = "depends"
 STATUSES = (SUPPORTED, NOT_SUPPORTED, DEPENDS)
 
 #: Scale settings, smallest first. `smoke` exists so that a unit test can run every
-#: experiment end to end; `quick` runs in CI; `default` is the committed report.
-PROFILES = ("smoke", "quick", "default")
+#: experiment end to end; `quick` runs in CI; `default` is the committed report (45 minutes
+#: or less on 2 cores); `full` is the literature's scale (10 seeds), for a cluster.
+PROFILES = ("smoke", "quick", "default", "full")
 
 NOTE_000 = "000_6b4ef90b910228ae.txt"
 NOTE_001 = "001_00d2adbd02362116.txt"
@@ -119,6 +120,10 @@ class Claim:
     plot: Callable[[dict, Path], list[Path]] | None = None
     method: str = ""
     anchors: tuple[Anchor, ...] = ()
+    #: The anchors' figures beside ours, from the measurements: what the literature found,
+    #: what we found, and whether they agree (and why not where they do not). None only
+    #: for a claim without anchors.
+    against: Callable[[dict], str] | None = None
     #: Its measurement times code: it runs in the process that runs the claims, alone,
     #: never beside other claims or on a cluster's machines.
     timed: bool = False

@@ -226,8 +226,13 @@ def _claim_section(claim, record: dict, profile: str, figures: Path, base: Path)
                   "the JSON file.", ""]
     else:
         verdict = record["verdict"]
+        against = (claim.against(record["measurements"]) if claim.against is not None else
+                   "no published figure to compare: the check is exact, the rule alone "
+                   "decides")
         lines += [
             f"**Verdict: {verdict['status']}**: {verdict['reason']}.",
+            "",
+            f"**Against the literature:** {against}",
             "",
             f"*Rule:* {record['rule']}",
             "",

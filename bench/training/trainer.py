@@ -13,6 +13,7 @@ batches, which is what lets their loss curves be compared step by step.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +27,9 @@ import impls
 from bench.training.tasks import Batch, Task
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-OPTIMIZERS = ("adam", "rmsprop")
+#: Plain SGD (no momentum) is the optimiser of Pascanu et al. 2013, whose update grows with
+#: the gradient: the setting where clipping and divergence are questions at all.
+OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
 
 #: Rows of the held-out set run through the model at once (bounds memory at long T).
 EVAL_CHUNK = 500
@@ -40,9 +43,12 @@ class TrainConfig:
     bias_hh's to 0), Gers et al. 2000 / Jozefowicz et al. 2015 use 1.
     irnn: rnn_relu only; identity recurrent weights and zero biases (Le et al. 2015).
     clip_norm: clip the global gradient norm to this; None leaves gradients alone.
-    optimizer: "adam" or "rmsprop", PyTorch's defaults otherwise (RMSprop's smoothing 0.99).
-    eval_seed: seeds the held-out set, drawn apart from the training stream; the same for
-    every run by default, so every model is scored on the same sequences.
+    optimizer: "adam", "rmsprop" or "sgd", PyTorch's defaults otherwise (RMSprop's smoothing
+    0.99, SGD without momentum).
+    eval_seed: seeds the validation set, drawn apart from the training stream, which decides
+    when a run has solved its task and which of its evaluations is kept; test_seed seeds the
+    test set (as large), on which the kept model is scored once, at the end. Both are the
+    same for every run by default, so every model is scored on the same sequences.
     stop_on_success: end at the first evaluation that meets the task's success rule.
     """
 
@@ -62,6 +68,7 @@ class TrainConfig:
     eval_every: int = 100
     eval_size: int = 1000
     eval_seed: int = 2016
+    test_seed: int = 1997
     log_every: int = 10
     stop_on_success: bool = False
 
@@ -72,7 +79,7 @@ class TrainConfig:
             value = getattr(self, arg)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainConfig: {arg!r} must be a positive int, got {value!r}")
-        for arg in ("seed", "eval_seed"):
+        for arg in ("seed", "eval_seed", "test_seed"):
             value = getattr(self, arg)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig: {arg!r} must be an int >= 0, got {value!r}")
@@ -80,8 +87,8 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig: 'dtype' must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"TrainConfig: 'optimizer' must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise ValueError(f"TrainConfig: 'optimizer' must be one of {tuple(OPTIMIZERS)}, "
+                             f"got {self.optimizer!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"TrainConfig: 'lr' must be a positive number, got {self.lr!r}")
         if self.clip_norm is not None and not (
@@ -99,9 +106,11 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What a run produced. `curve`: mean training loss and largest gradient norm per
-    `log_every` steps; `evals`: held-out metrics every `eval_every` steps (and at step 0);
-    `steps_done`: optimizer updates applied; `cpu_seconds`: this process's CPU time, which
-    a busy machine inflates less than the wall-clock `seconds`."""
+    `log_every` steps; `evals`: validation metrics every `eval_every` steps (and at step 0);
+    `test`: test metrics of the model as it was at the evaluation with the lowest
+    validation loss (its `step`), the number a claim reports; `steps_done`: optimizer
+    updates applied; `cpu_seconds`: this process's CPU time, which a busy machine inflates
+    less than the wall-clock `seconds`."""
 
     config: TrainConfig
     task: dict
@@ -109,6 +118,7 @@ class TrainResult:
     baseline_loss: float
     curve: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
+    test: dict = field(default_factory=dict)
     steps_done: int = 0
     steps_to_threshold: int | None = None
     diverged: bool = False
@@ -118,11 +128,12 @@ class TrainResult:
 
     @property
     def final(self) -> dict:
-        """The last held-out evaluation (NaN loss if the run diverged before one)."""
+        """The last validation evaluation (NaN loss if the run diverged before one)."""
         return self.evals[-1]
 
     @property
     def solved(self) -> bool:
+        """The validation set met the task's success rule at some evaluation."""
         return self.steps_to_threshold is not None
 
     def to_dict(self) -> dict:
@@ -267,24 +278,26 @@ def _train(task: Task, config: TrainConfig,
     dtype = DTYPES[config.dtype]
     model = build_model(task, config)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.RMSprop
-    optimizer = optimizer_class(params, lr=config.lr)
+    optimizer = OPTIMIZERS[config.optimizer](params, lr=config.lr)
     data = _generator(config.seed, 1)
-    held_out = _on(task.sample(config.eval_size, _generator(config.eval_seed, 2)),
-                   config.device, dtype)
+    validation = _on(task.sample(config.eval_size, _generator(config.eval_seed, 2)),
+                     config.device, dtype)
     result = TrainResult(
         config=config, task=task.describe(), n_parameters=sum(p.numel() for p in params),
-        baseline_loss=task.baseline_loss(held_out),
+        baseline_loss=task.baseline_loss(validation),
     )
     started, started_cpu = time.perf_counter(), time.process_time()
+    kept = {"loss": math.inf, "step": 0, "state": copy.deepcopy(model.state_dict())}
 
     def record_eval(step: int) -> bool:
         """Evaluate; True when training should stop here."""
-        metrics = _evaluate(model, task, held_out)
+        metrics = _evaluate(model, task, validation)
         result.evals.append({"step": step, **metrics})
         if not math.isfinite(metrics["loss"]):
-            result.diverged, result.divergence = True, f"held-out loss {metrics['loss']}"
+            result.diverged, result.divergence = True, f"validation loss {metrics['loss']}"
             return True
+        if metrics["loss"] < kept["loss"]:
+            kept.update(loss=metrics["loss"], step=step, state=copy.deepcopy(model.state_dict()))
         if result.steps_to_threshold is None and task.solved(metrics):
             result.steps_to_threshold = step
             return config.stop_on_success
@@ -326,6 +339,11 @@ def _train(task: Task, config: TrainConfig,
     if window_steps:
         result.curve.append({"step": result.steps_done, "loss": window_loss / window_steps,
                              "grad_norm_max": window_norm})
+    model.load_state_dict(kept["state"])
+    test = _on(task.sample(config.eval_size, _generator(config.test_seed, 4)), config.device, dtype)
+    metrics = _evaluate(model, task, test)
+    result.test = {"step": kept["step"], **metrics, "baseline_loss": task.baseline_loss(test),
+                   "solved": task.solved(metrics)}
     result.seconds = time.perf_counter() - started
     result.cpu_seconds = time.process_time() - started_cpu
     return result

@@ -15,7 +15,16 @@ import torch
 
 import impls
 from bench import claims
-from bench.claims import dropout, gates, gradients, longrange, report, structure, training
+from bench.claims import (
+    dropout,
+    gates,
+    generalisation,
+    gradients,
+    longrange,
+    report,
+    structure,
+    training,
+)
 from bench.claims.experiment import (
     DEPENDS,
     NOT_SUPPORTED,
@@ -385,7 +394,7 @@ def test_finite_training_set_serves_only_pool_rows():
 
 
 def test_length_range_sequences_are_adding_problems_of_their_own_length():
-    task = longrange.LengthRange(5, 9)
+    task = generalisation.LengthRange(5, 9)
     batch = task.sample(64, torch.Generator().manual_seed(3))
     assert batch.lengths.min() >= 5 and batch.lengths.max() <= 9
     values, markers = batch.inputs[..., 0], batch.inputs[..., 1]
@@ -424,10 +433,10 @@ def test_d4_rule():
                 "rows": [{"solved_in_range": solved,
                           "test_loss": {"10": losses[0], "20": losses[1]}}]}
 
-    assert longrange.decide_d4(m([0.001, 0.002])).status == SUPPORTED
-    assert longrange.decide_d4(m([0.001, 0.1])).status == DEPENDS
-    assert longrange.decide_d4(m([0.2, 0.3])).status == NOT_SUPPORTED
-    assert longrange.decide_d4(m([0.001, 0.001], solved=False)).status == NOT_SUPPORTED
+    assert generalisation.decide_d4(m([0.001, 0.002])).status == SUPPORTED
+    assert generalisation.decide_d4(m([0.001, 0.1])).status == DEPENDS
+    assert generalisation.decide_d4(m([0.2, 0.3])).status == NOT_SUPPORTED
+    assert generalisation.decide_d4(m([0.001, 0.001], solved=False)).status == NOT_SUPPORTED
 
 
 def test_e3_change_statistics_tell_slow_from_fast():

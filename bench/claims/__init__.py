@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from bench.claims import dropout, gates, gradients, longrange, speed, structure
+from bench.claims import dropout, gates, generalisation, gradients, longrange, speed, structure
 from bench.claims.experiment import PROFILES, Claim, check_profile
 from bench.claims.report import (
     catalogue_markdown,
@@ -57,11 +57,10 @@ from bench.sweep.executors import ExecutorError, Job, LocalExecutor, executor
 #: (bench/claims/speed.py) defines the two Claims without these catalogue fields, so they
 #: are given here and applied only to a claim that has none of its own.
 #: The catalogue: every claim, grouped A (structure) to F (regularisation).
-CLAIMS: dict[str, Claim] = {
-    claim.id: claim
-    for module in (structure, speed, gradients, longrange, gates, dropout)
-    for claim in module.CLAIMS
-}
+CLAIMS: dict[str, Claim] = dict(sorted(
+    (claim.id, claim)
+    for module in (structure, speed, gradients, longrange, generalisation, gates, dropout)
+    for claim in module.CLAIMS))
 
 
 def get(claim_id: str) -> Claim:

@@ -139,6 +139,12 @@ def check_profile(profile: str) -> str:
     return profile
 
 
+def listed(settings: dict) -> dict:
+    """`settings` with every tuple a list, nested dicts included: JSON's form of it."""
+    return {k: (list(v) if isinstance(v, tuple) else listed(v) if isinstance(v, dict) else v)
+            for k, v in settings.items()}
+
+
 def table(header: list[str], rows: list[list]) -> str:
     """A markdown table; floats are written with 4 significant digits."""
 

@@ -53,14 +53,11 @@ from bench.sweep import executors
 from bench.sweep.cells import CellStore, code_version, computed
 from bench.sweep.executors import ExecutorError, Job, LocalExecutor, executor
 
-#: How B1 and B2 are tested and what they are held against. Their experiment module
-#: (bench/claims/speed.py) defines the two Claims without these catalogue fields, so they
-#: are given here and applied only to a claim that has none of its own.
 #: The catalogue: every claim, grouped A (structure) to F (regularisation).
 CLAIMS: dict[str, Claim] = dict(sorted(
-    (claim.id, claim)
-    for module in (structure, speed, gradients, longrange, generalisation, gates, dropout)
-    for claim in module.CLAIMS))
+    ((claim.id, claim)
+     for module in (structure, speed, gradients, longrange, generalisation, gates, dropout)
+     for claim in module.CLAIMS), key=lambda entry: entry[0]))
 
 
 def get(claim_id: str) -> Claim:
@@ -84,9 +81,11 @@ def cell_store(paths: dict) -> CellStore:
     return CellStore(paths["json"].parent / "cells", code_version(*CODE))
 
 
-def measure(claim_id: str, profile: str, threads: int) -> dict:
-    """One claim's measurements, in a worker process or in this one."""
+def measure(claim_id: str, profile: str, threads: int, sweep_dir: Path) -> dict:
+    """One claim's measurements, in a worker process or in this one; the long-dependency
+    sweep that C3, D1, D2 (and B1) read keeps its runs in `sweep_dir`."""
     torch.set_num_threads(threads)
+    longrange.SWEEP_DIR = Path(sweep_dir)
     return get(claim_id).measure(profile)
 
 
@@ -201,7 +200,8 @@ def main(argv: list[str]) -> int:
         return {"claim": claim_id, "profile": profile}
 
     def job(claim_id: str) -> Job:
-        return Job(claim_id, computed, (measure, claim_id, profile, args.threads))
+        return Job(claim_id, computed, (measure, claim_id, profile, args.threads,
+                                        paths["root"] / "accuracy"))
 
     def finished(claim_id: str, outcome: dict, stored: bool = False) -> None:
         if not stored:

@@ -160,11 +160,12 @@ PROFILES = {
         seeds=(0, 1), eval_size=300, cross_cells=("lstm",), cross_steps=100,
         **{**_COMMON, "models": ("rnn_tanh", "lstm", "gru"), "lr_grid": (3e-3, 1e-2)}),
     "default": Profile(
-        name="default", description="adding and copy memory in their literature forms at "
-                                    "H=32, five seeds: the committed results (temporal order "
-                                    "and the Reber grammar are in `full`)",
+        name="default", description="the four tasks in their literature forms at H=32, five "
+                                    "seeds: the committed results",
         tasks=(TaskPlan("adding", ((100, 2000), (200, 3000), (400, 3000))),
-               TaskPlan("copy", ((50, 3000), (100, 3000)), _COPY)),
+               TaskPlan("copy", ((50, 3000), (100, 3000)), _COPY),
+               TaskPlan("temporal_order", ((100, 2000),)),
+               TaskPlan("reber", ((None, 1500),))),
         seeds=tuple(range(5)), eval_size=1000, cross_cells=("lstm", "gru"), cross_steps=1000,
         **_COMMON),
     "full": Profile(
@@ -253,7 +254,8 @@ def chosen_rates(runs: list[Run], records: dict[str, dict]) -> dict[str, dict[st
     for run in runs:
         record = records[run.key]
         finite = [e["loss"] for e in record["evals"] if math.isfinite(e["loss"])]
-        tried = {"lr": run.config.lr, "best_validation_loss": min(finite, default=math.inf),
+        best = math.inf if record["diverged"] else min(finite, default=math.inf)
+        tried = {"lr": run.config.lr, "best_validation_loss": best,
                  "diverged": record["diverged"]}
         entry = rates.setdefault(run.task.task, {}).setdefault(run.model, {"tried": []})
         entry["tried"].append(tried)
@@ -446,14 +448,17 @@ def run_profile(profile: Profile, out: Path, *, executor=None, threads: int = 1,
     started = time.perf_counter()
     records: dict[str, dict] = {}
     earlier: list[dict] = []
+    fresh: set[str] = set()    # the cells computed by this call
 
     def compute(runs: list[Run], stage: str) -> dict[str, str]:
         """Every run of `runs` without a record, through the executor; their failures."""
         by_key = {run.key: run for run in runs}
         done, older = _adopt(path, runs) if adopt else ({}, [])
         earlier.extend(e for e in older if e not in earlier)
-        if not retrain:
-            done.update(_cells_present(store, runs))
+        # With `retrain`, a cell computed earlier in this call (a search run that is also a
+        # sweep run) is not computed twice.
+        done.update(_cells_present(store, runs if not retrain else
+                                   [r for r in runs if store.name(r.inputs()) in fresh]))
         records.update(done)
         todo = [run for run in runs if run.key not in records]
         _log(f"accuracy: profile {profile.name}, {stage}: {len(runs)} runs, "
@@ -466,6 +471,7 @@ def run_profile(profile: Profile, out: Path, *, executor=None, threads: int = 1,
         def finished(key: str, outcome: dict) -> None:
             run = by_key[key]
             store.put(key, run.inputs(), outcome["result"], outcome["provenance"])
+            fresh.add(store.name(run.inputs()))
             record = records[key] = _record(run, outcome["result"], outcome["provenance"])
             count[0] += 1
             elapsed = time.perf_counter() - started

@@ -526,6 +526,17 @@ def decide_a5(m: dict) -> Verdict:
         f"{m['max_abs_diff_reset_before_vs_after']:.2g} with the same weights)"))
 
 
+def against_a5(m: dict) -> str:
+    s = m["old_state_share"]
+    return (f"PyTorch documents h_t = (1 - z) n + z h_(t-1), where z near 1 keeps the old "
+            f"state; here pinning z to 1 keeps {s['pytorch_z_bias_+30']:.2f} of it in that "
+            f"form and {s['note_z_bias_+30']:.2f} in the notes' own formula, so we agree with "
+            f"the documentation and the notes' sentence follows it, not their formula. Cho "
+            f"et al. 2014 apply the reset gate before the recurrent product; that form differs "
+            f"from PyTorch's by up to {m['max_abs_diff_reset_before_vs_after']:.2g} here with "
+            "the same weights, as expected of two different models.")
+
+
 def summarize_a5(m: dict) -> str:
     s = m["old_state_share"]
     return "\n".join([
@@ -627,5 +638,5 @@ CLAIMS = [
                    "h_(t-1): z near 1 keeps the old state, so in this convention z acts as "
                    "the forget gate and 1-z as the input gate"),
         ),
-        measure=measure_a5, decide=decide_a5, summarize=summarize_a5),
+        against=against_a5, measure=measure_a5, decide=decide_a5, summarize=summarize_a5),
 ]

@@ -184,18 +184,22 @@ def rescale_spectral_radius(weight: torch.Tensor, radius: float) -> torch.Tensor
 def radius_factory(radius: float, base: str = TRAIN_IMPL):
     """A factory of `base` layers whose W_hh is rescaled to `radius` whenever weights load.
 
-    The trainer draws the initial weights itself and loads them into the layer; the
-    post-load hook applies the claim's spectral radius on top, so everything else about
-    the run (seeds, data, optimiser) stays the trainer's.
+    The trainer draws the initial weights itself and loads them into the layer; a
+    post-load hook applies the claim's spectral radius on top of that first load only, so
+    everything else about the run (seeds, data, optimiser) stays the trainer's, and the
+    trained weights the trainer loads back at the end (its best-validation model) are
+    left as they are.
     """
-
-    def rescale(layer, incompatible_keys):
-        with torch.no_grad():
-            layer.weight_hh_l0.copy_(rescale_spectral_radius(layer.weight_hh_l0, radius))
 
     def factory(cell, input_size, hidden_size, **options):
         layer = impls.get(base).build(cell, input_size, hidden_size, **options)
-        layer.register_load_state_dict_post_hook(rescale)
+
+        def rescale(module, incompatible_keys):
+            handle.remove()
+            with torch.no_grad():
+                module.weight_hh_l0.copy_(rescale_spectral_radius(module.weight_hh_l0, radius))
+
+        handle = layer.register_load_state_dict_post_hook(rescale)
         return layer
 
     return factory

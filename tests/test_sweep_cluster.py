@@ -19,7 +19,8 @@ from bench.sweep import executors
 distributed = pytest.importorskip("distributed", reason="the `cluster` extra is not installed")
 
 #: The smoke profile with runs long enough (about a second each) for a kill to land midway.
-LONGER = dataclasses.replace(accuracy.PROFILES["smoke"], steps=((10, 400),))
+LONGER = dataclasses.replace(accuracy.PROFILES["smoke"],
+                             tasks=(accuracy.TaskPlan("adding", ((10, 400),)),))
 #: What differs between two computations of the same cell: where and how long.
 CIRCUMSTANCES = ("seconds", "cpu_seconds", "provenance", "wall_s")
 
@@ -49,7 +50,9 @@ def test_a_cluster_sweep_gives_the_local_results_bit_for_bit(tmp_path, cluster):
     local_runs = json.loads(here.read_text())["runs"]
     cluster_runs = json.loads(there.read_text())["runs"]
     assert _science(cluster_runs) == _science(local_runs)
-    assert len(cluster_runs) == len(accuracy.plan(accuracy.PROFILES["smoke"]))
+    smoke = accuracy.PROFILES["smoke"]
+    assert len(cluster_runs) == len(accuracy.search_plan(smoke) + accuracy.plan(smoke))
+    assert json.loads(there.read_text())["rates"] == json.loads(here.read_text())["rates"]
     workers = {r["provenance"]["host"] for r in cluster_runs}
     assert workers == {r["provenance"]["host"] for r in local_runs}  # one machine here
 
@@ -76,10 +79,14 @@ def test_a_worker_killed_midway_the_sweep_completes_with_each_cell_once(tmp_path
     client.close()
     assert not thread.is_alive() and "path" in finished, "the sweep did not finish"
     document = json.loads(finished["path"].read_text())
-    keys = [run.key for run in accuracy.plan(LONGER)]
+    runs = accuracy.search_plan(LONGER) + accuracy.plan(LONGER, document["rates"])
+    keys = [run.key for run in runs]
     assert [r["key"] for r in document["runs"]] == keys and document["present"] == len(keys)
-    stored = [json.loads(p.read_text())["key"] for p in cells.glob("[0-9a-f]*.json")]
-    assert sorted(stored) == sorted(keys)              # every cell, exactly once
+    store = accuracy.cell_store(out)
+    stored = sorted(p.name for p in cells.glob("[0-9a-f]*.json"))
+    # Every cell, exactly once (the search's winners are the first seed's sweep runs).
+    assert stored == sorted({store.name(run.inputs()) for run in runs})
+    assert len(stored) == len(runs) - len(LONGER.models)
 
 
 #: Claims that train, one of them with dropout (whose masks once depended on what the

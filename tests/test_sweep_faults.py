@@ -1,7 +1,8 @@
 """The accuracy sweep under faults: killed midway (SIGKILL, SIGTERM), run twice at once.
 
-Each test runs `python -m bench accuracy --profile smoke` (eight runs of a few dozen steps,
-torch only) in a subprocess, into its own folder, without the report.
+Each test runs `python -m bench accuracy --profile smoke` (a learning-rate search, then the
+sweep: 44 planned runs, 34 distinct trainings of a few dozen steps, torch only) in a
+subprocess, into its own folder, without the report.
 """
 
 import dataclasses
@@ -21,10 +22,15 @@ from bench.claims import accuracy
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = accuracy.PROFILES["smoke"]
-KEYS = [run.key for run in accuracy.plan(SMOKE)]
-PROGRESS = re.compile(r"^\[(\d+)/(\d+),")
-#: No sweep of these tests may take longer than this.
-LIMIT_S = 120
+SEARCH = accuracy.search_plan(SMOKE)
+KEYS = [run.key for run in SEARCH + accuracy.plan(SMOKE)]
+#: The trainings a sweep makes: the search's winners are also sweep runs (the same cell),
+#: whichever rates win.
+DISTINCT = len({repr(run.inputs()) for run in SEARCH + accuracy.plan(SMOKE)})
+#: A finished run's line: "[learning-rate search 3/20, 0.1 min] ..." or "[sweep 12/24, ...".
+PROGRESS = re.compile(r"^\[[a-z -]+ (\d+)/(\d+),")
+#: No sweep of these tests may take longer than this (a busy machine included).
+LIMIT_S = 300
 
 
 def _command(out: Path, *extra: str) -> list[str]:
@@ -92,13 +98,17 @@ def _check_complete(path: Path) -> dict:
 def _earlier_complete_file(out: Path, monkeypatch) -> bytes:
     """A complete smoke.json of an earlier plan (other learning rates, so nothing of it is
     reused): what a killed sweep must leave as it was."""
-    def fake(task_name, T, config, threads):
-        return {"final": {"loss": 0.1}, "baseline_loss": 0.17, "solved": False,
-                "diverged": False, "divergence": None, "steps_to_threshold": None,
-                "seconds": 0.0, "n_parameters": 1, "evals": [], "curve": []}
+    def fake(task, T, config, threads):
+        evals = [{"step": 0, "loss": 0.2}, {"step": 40, "loss": 0.1}]
+        return {"task": {}, "n_parameters": 1, "baseline_loss": 0.17, "curve": [],
+                "evals": evals, "test": {"step": 40, "loss": 0.1, "baseline_loss": 0.17,
+                                         "solved": False},
+                "steps_done": 40, "steps_to_threshold": None, "diverged": False,
+                "divergence": None, "seconds": 0.0, "cpu_seconds": 0.0, "final": evals[-1],
+                "solved": False}
 
     monkeypatch.setattr(accuracy, "_execute", fake)
-    earlier = dataclasses.replace(SMOKE, lr=tuple((m, 0.5) for m, _ in SMOKE.lr))
+    earlier = dataclasses.replace(SMOKE, lr_grid=(0.5, 0.7))
     path = accuracy.run_profile(earlier, out, threads=1, command=["earlier"])
     for cell in _cells(out):
         cell.unlink()
@@ -115,16 +125,16 @@ def test_sigkill_midway_keeps_the_complete_file_and_a_rerun_computes_each_once(t
     assert proc.returncode == -signal.SIGKILL, "".join(err)
     assert (out / "smoke.json").read_bytes() == before       # not touched until complete
     kept = len(_cells(out))
-    assert 1 <= kept < len(KEYS), "".join(err)
+    assert 1 <= kept < len(SEARCH), "".join(err)             # killed during the search
 
     resumed = subprocess.run(_command(out), cwd=REPO, env=_environment(),
                              capture_output=True, text=True, timeout=LIMIT_S)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{len(KEYS)} runs, {kept} already done" in resumed.stderr
+    assert f"learning-rate search: {len(SEARCH)} runs, {kept} already done" in resumed.stderr
     trained = [line for line in resumed.stderr.splitlines() if PROGRESS.match(line)]
-    assert len(trained) == len(KEYS) - kept                   # the rest, and only the rest
+    assert len(trained) == DISTINCT - kept                    # the rest, and only the rest
     document = _check_complete(out / "smoke.json")
-    assert len(_cells(out)) == len(KEYS)
+    assert len(_cells(out)) == DISTINCT
     assert document["earlier_environments"] == []              # nothing of the earlier plan
     assert all(r["provenance"]["wall_s"] >= 0 for r in document["runs"])
     assert not list(out.rglob(".*.tmp.json"))
@@ -147,7 +157,7 @@ def test_sigterm_stops_the_workers_and_says_how_to_continue(tmp_path):
     err = "".join(lines)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "continue with: " in err and "Traceback" not in err
-    assert not (out / "smoke.json").exists() and 1 <= len(_cells(out)) < len(KEYS)
+    assert not (out / "smoke.json").exists() and 1 <= len(_cells(out)) < DISTINCT
     assert workers
     deadline = time.monotonic() + 10
     while any(map(_alive, workers)) and time.monotonic() < deadline:
@@ -166,11 +176,16 @@ def test_two_sweeps_at_once_into_one_folder_lose_nothing(tmp_path):
         assert proc.wait() == 0, log.read_text()
     document = _check_complete(out / "smoke.json")
     cells = _cells(out)
-    assert len(cells) == len(KEYS)
-    by_key = {json.loads(c.read_text())["key"]: json.loads(c.read_text()) for c in cells}
-    assert sorted(by_key) == sorted(KEYS)
-    for record in document["runs"]:   # the file holds a result that one of the cells holds
-        assert record["final"] == by_key[record["key"]]["result"]["final"]
+    runs = SEARCH + accuracy.plan(SMOKE, document["rates"])
+    store = accuracy.cell_store(out)
+    assert sorted(c.name for c in cells) == sorted({store.name(run.inputs()) for run in runs})
+    assert len(cells) == DISTINCT
+    assert {json.loads(c.read_text())["key"] for c in cells} <= set(KEYS)
+    for run, record in zip(runs, document["runs"]):   # the file holds its cell's result
+        cell = json.loads(store.path(run.inputs()).read_text())
+        assert record["key"] == run.key
+        assert (record["final"], record["test"]) == (cell["result"]["final"],
+                                                     cell["result"]["test"])
     assert not list(out.rglob(".*.tmp.json"))
 
 

@@ -50,7 +50,8 @@ from bench.sweep.executors import ExecutorError, Job, LocalExecutor, executor
 from bench.training.tasks import make_task
 from bench.training.trainer import TrainConfig, matched_hidden_size, parameter_count, train
 
-SCHEMA = "rnnbench-accuracy/1"
+#: Version 2: tasks per profile, the learning-rate search, test-set figures.
+SCHEMA = "rnnbench-accuracy/2"
 RESULTS = Path("results/accuracy")
 #: The folder beside the profile files that holds one file per finished run.
 CELLS = "cells"
@@ -371,6 +372,10 @@ def read_results(path: Path) -> dict:
     document = _read(path)
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         found = document.get("schema") if isinstance(document, dict) else type(document).__name__
+        if isinstance(found, str) and found.startswith("rnnbench-accuracy/"):
+            raise ResultsFileError(f"{path} was written by an earlier version of `python -m "
+                                   f"bench accuracy` (schema {found!r}, this one reads "
+                                   f"{SCHEMA!r}): run its profile again to replace it")
         raise ResultsFileError(f"{path} is not a results file of `python -m bench accuracy` "
                                f"(schema {found!r}, expected {SCHEMA!r}); it may be damaged "
                                "or written by something else")

@@ -488,7 +488,7 @@ def stored_run(tmp_path, monkeypatch):
                       paths["json"])
     ran, stop = [], [None]
 
-    def fake(claim_id, profile, threads):
+    def fake(claim_id, profile, threads, sweep_dir):
         if claim_id == stop[0]:
             raise KeyboardInterrupt
         ran.append(claim_id)
@@ -553,7 +553,7 @@ def test_claims_runs_at_once_keep_each_others_claims(stored_run, tmp_path, monke
     paths, _, _ = stored_run
     header = {"command": "another run"}
 
-    def meanwhile(claim_id, profile, threads):   # another run finishes B1 while A1 runs
+    def meanwhile(claim_id, profile, threads, sweep_dir):   # another run finishes B1 meanwhile
         report.update_results(paths["json"], "smoke", header, {"B1": _stored("B1", "other")})
         return {}
 

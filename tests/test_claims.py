@@ -330,13 +330,16 @@ def test_polarity_rejects_bad_sizes():
 # -- training helpers ------------------------------------------------------------------------
 
 
-def test_finite_training_set_serves_only_pool_rows():
+def test_finite_training_set_trains_on_the_pool_and_holds_out_fresh_sequences():
     task = make_task("adding", T=6)
-    finite = training.FiniteTrainingSet(task, 5, seed=1)
-    batch = finite.sample(40, torch.Generator().manual_seed(2))
-    pool = finite.pool.inputs.transpose(0, 1).reshape(5, -1)
-    drawn = batch.inputs.transpose(0, 1).reshape(40, -1)
-    assert all(any(torch.equal(row, p) for p in pool) for row in drawn)
+    small = training.FiniteTrainingSet(task, 5, seed=1, held_out=40)
+    pool = small.pool.inputs.transpose(0, 1).reshape(5, -1)
+    train = small.sample(32, torch.Generator().manual_seed(2)).inputs.transpose(0, 1)
+    held = small.sample(40, torch.Generator().manual_seed(2)).inputs.transpose(0, 1)
+    assert all(any(torch.equal(row, p) for p in pool) for row in train.reshape(32, -1))
+    assert not any(any(torch.equal(row, p) for p in pool) for row in held.reshape(40, -1))
+    with pytest.raises(ValueError, match="held_out"):
+        training.FiniteTrainingSet(task, 5, seed=1, held_out=training.BATCH_SIZE)
     with pytest.raises(ValueError, match="size"):
         training.FiniteTrainingSet(task, 0, seed=1)
 

@@ -82,7 +82,7 @@ def test_change_statistics_tell_slow_from_fast_and_select_units():
 def test_choose_and_train_keeps_every_seed_and_reuses_the_search_run():
     task = make_task("adding", T=5)
     cfg = training.config("lstm", 4, steps=2, seed=0, impl="reference", dtype="float64")
-    out = gates.choose_and_train(task, cfg, (0, 1))
+    out = training.choose_and_train(task, cfg, (0, 1))
     assert out["lr"] in training.LR_GRID[cfg.optimizer]
     assert [r.config.seed for r, _ in out["runs"]] == [0, 1]
     assert all(r.config.lr == out["lr"] for r, _ in out["runs"])
@@ -90,25 +90,6 @@ def test_choose_and_train_keeps_every_seed_and_reuses_the_search_run():
     batch = task.sample(500, torch.Generator().manual_seed(9))
     again, again_model = training.train_and_keep(task, result.config)
     assert training.evaluate(model, task, batch) == training.evaluate(again_model, task, batch)
-
-
-def test_small_training_set_trains_on_the_pool_and_holds_out_fresh_sequences():
-    task = make_task("adding", T=6)
-    small = dropout.SmallTrainingSet(task, 5, seed=1, held_out=40)
-    pool = small.pool.inputs.transpose(0, 1).reshape(5, -1)
-    train = small.sample(32, torch.Generator().manual_seed(2)).inputs.transpose(0, 1)
-    held = small.sample(40, torch.Generator().manual_seed(2)).inputs.transpose(0, 1)
-    assert all(any(torch.equal(row, p) for p in pool) for row in train.reshape(32, -1))
-    assert not any(any(torch.equal(row, p) for p in pool) for row in held.reshape(40, -1))
-    with pytest.raises(ValueError, match="held_out"):
-        dropout.SmallTrainingSet(task, 5, seed=1, held_out=training.BATCH_SIZE)
-
-
-def test_difference_interval():
-    d = dropout.difference_interval([0.9, 0.91, 0.92], [0.5, 0.52, 0.5])
-    assert d["difference"] == pytest.approx(0.41)
-    assert 0.3 < d["ci95"][0] <= d["ci95"][1] < 0.5
-    assert dropout.difference_interval([0.9], [0.5])["ci95"] is None
 
 
 def test_every_settings_table_has_every_profile():

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from bench.claims.intervals import (
+    difference_interval,
     median_interval,
     rates_differ,
     ratio_interval,
@@ -80,3 +81,10 @@ def test_wilson_bad_counts_are_named():
 def test_rates_differ_only_when_the_intervals_do_not_overlap():
     assert rates_differ(wilson_interval(0, 10), wilson_interval(10, 10))
     assert not rates_differ(wilson_interval(3, 5), wilson_interval(5, 5))
+
+
+def test_difference_interval_of_medians():
+    d = difference_interval([0.9, 0.91, 0.92], [0.5, 0.52, 0.5])
+    assert d["difference"] == pytest.approx(0.41)
+    assert d["ci95"] == pytest.approx([0.38, 0.42])     # the extremes of 3 vs 3 values
+    assert difference_interval([0.9], [0.5])["ci95"] is None

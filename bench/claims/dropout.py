@@ -15,8 +15,8 @@ scheme is the standard LSTM (tests check it against `reference`).
 
 The data: embedded Reber strings (next-symbol prediction, from `bench.training.tasks`) and a
 generated sentiment-like classification task (`Polarity`, below), each from a small fixed
-training set (`SmallTrainingSet`) so that there is something to overfit, validated and tested
-on fresh sequences.
+training set (`training.FiniteTrainingSet`) so that there is something to overfit,
+validated and tested on fresh sequences.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from bench.claims.experiment import (
     listed,
     table,
 )
-from bench.claims.gates import choose_and_train, interval_plot
-from bench.claims.intervals import RESAMPLES, fmt, median_interval, ratio_interval
+from bench.claims.gates import interval_plot
+from bench.claims.intervals import difference_interval, fmt, median_interval, ratio_interval
 from bench.training.tasks import Batch, Task, make_task
 
 SCHEMES = ("none", "naive", "non_recurrent", "variational")
@@ -159,32 +159,6 @@ class Polarity(Task):
                 "polar": self.polar}
 
 
-class SmallTrainingSet(training.FiniteTrainingSet):
-    """`task`'s training batches from a fixed pool of `size` sequences, but the trainer's
-    validation and test sets fresh from `task`: the learning-rate search and the kept
-    checkpoint then judge the model on sequences it never trained on.
-
-    The trainer draws its validation and test sets as batches of `eval_size` sequences and
-    its training batches as `batch_size` ones; a request for exactly `held_out` sequences is
-    served fresh, any other from the pool, so `held_out` must differ from the batch size.
-    """
-
-    def __init__(self, task: Task, size: int, seed: int, held_out: int = training.EVAL_SIZE):
-        if held_out == training.BATCH_SIZE:
-            raise ValueError(f"SmallTrainingSet: 'held_out' must differ from the training "
-                             f"batch size {training.BATCH_SIZE}, got {held_out!r}")
-        super().__init__(task, size, seed)
-        self.held_out = held_out
-
-    def sample(self, batch_size, generator):
-        if batch_size == self.held_out:
-            return self.task.sample(batch_size, generator)
-        return super().sample(batch_size, generator)
-
-    def describe(self):
-        return {**super().describe(), "held_out": "fresh"}
-
-
 #: Per profile: LSTM size, dropout rate, training steps, training-set sizes. `full` is for a
 #: cluster (Gal & Ghahramani's medium model had 650 units; here the data stay small).
 SETTINGS = {
@@ -219,7 +193,7 @@ def measure_dropout(profile: str) -> dict:
     s = SETTINGS[profile]
     rows = []
     for task_name, task in _tasks(s).items():
-        small = SmallTrainingSet(task, s[f"{task_name}_train"], POOL_SEED)
+        small = training.FiniteTrainingSet(task, s[f"{task_name}_train"], POOL_SEED)
         for scheme in SCHEMES:
             p = s["p"] if scheme != "none" else 0.0
             name = f"claims-lstm-dropout-{scheme}-{p:g}"
@@ -227,7 +201,7 @@ def measure_dropout(profile: str) -> dict:
                                                    frozenset({"lstm"})):
                 cfg = training.config("lstm", s["H"], steps=s["steps"],
                                       seed=training.SEEDS[profile][0], impl=name)
-                runs = choose_and_train(small, cfg, training.SEEDS[profile])
+                runs = training.choose_and_train(small, cfg, training.SEEDS[profile])
             for result, model in runs["runs"]:
                 on_pool = training.evaluate(model, task, small.pool)
                 rows.append({"task": task_name, "scheme": scheme, "seed": result.config.seed,
@@ -249,24 +223,6 @@ def _values(m: dict, task: str, scheme: str, metric: str) -> list[float]:
 
 def _median(values) -> float:
     return float(np.median(values)) if len(values) else math.nan
-
-
-def difference_interval(a, b, *, seed: int = 0) -> dict:
-    """median(a) - median(b) and its 95% bootstrap interval, each group resampled on its own
-    (None for a group of fewer than 2): accuracies can be 0, so no ratio."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.size == 0 or b.size == 0:
-        return {"difference": None, "ci95": None}
-    difference = float(np.median(a) - np.median(b))
-    if a.size < 2 or b.size < 2:
-        return {"difference": difference, "ci95": None}
-    rng = np.random.default_rng(seed)
-
-    def medians(x):
-        return np.median(x[rng.integers(0, x.size, size=(RESAMPLES, x.size))], axis=1)
-
-    low, high = np.quantile(medians(a) - medians(b), [0.025, 0.975])
-    return {"difference": difference, "ci95": [float(low), float(high)]}
 
 
 def compare(m: dict, task: str, scheme: str, other: str, metric: str) -> dict:

@@ -14,7 +14,6 @@ ablation on test data, beside the all-units figure.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from bench.claims.experiment import (
 )
 from bench.claims.intervals import fmt, median_interval, ratio_interval
 from bench.training.tasks import Task, make_task
-from bench.training.trainer import SequenceModel, TrainConfig
+from bench.training.trainer import SequenceModel
 
 
 def straight_through(a: torch.Tensor) -> torch.Tensor:
@@ -127,27 +126,6 @@ def with_layer(model: SequenceModel, **options) -> SequenceModel:
 # -- training: one learning-rate search per variant, every seed kept -------------------------
 
 
-def choose_and_train(task: Task, cfg: TrainConfig, seeds) -> dict:
-    """`training.choose_lr` for `cfg`'s model on `task` (first seed), then every seed at the
-    chosen rate, with its trained model: {"lr", "tried", "runs": [(result, model)]}.
-
-    The search's run at the chosen rate is the first seed's run: its model is caught while
-    the search trains, so that seed is not trained twice.
-    """
-    first = dataclasses.replace(cfg, seed=seeds[0])
-    with training.trained_models() as caught:
-        choice = training.choose_lr(task, first)
-    rates = training.LR_GRID[cfg.optimizer]
-    runs = []
-    for seed in seeds:
-        chosen = dataclasses.replace(cfg, seed=seed, lr=choice["lr"])
-        if seed == seeds[0] and len(caught) == len(rates):
-            runs.append((training.run(task, chosen), caught[rates.index(choice["lr"])]))
-        else:
-            runs.append(training.train_and_keep(task, chosen))
-    return {**choice, "runs": runs}
-
-
 #: Per profile: adding-task length, hidden size, training steps, test sequences. `full` is
 #: the literature's scale (128 units as in Arjovsky et al. 2016), for a cluster.
 SETTINGS = {
@@ -178,14 +156,14 @@ def trained(profile: str, variant: str) -> dict:
         options = VARIANTS[variant]
         if options is None:
             cfg = training.config("lstm", s["H"], steps=s["steps"], seed=seeds[0])
-            _TRAINED[key] = choose_and_train(task, cfg, seeds)
+            _TRAINED[key] = training.choose_and_train(task, cfg, seeds)
         else:
             name = f"claims-lstm-{variant}"
             with training.temporary_implementation(name, experiment_factory(**options),
                                                    frozenset({"lstm"})):
                 cfg = training.config("lstm", s["H"], steps=s["steps"], seed=seeds[0],
                                       impl=name)
-                _TRAINED[key] = choose_and_train(task, cfg, seeds)
+                _TRAINED[key] = training.choose_and_train(task, cfg, seeds)
     return _TRAINED[key]
 
 

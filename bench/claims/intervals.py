@@ -72,6 +72,22 @@ def ratio_interval(numerator: Sequence[float], denominator: Sequence[float], *,
     return {"n": [int(a.size), int(b.size)], "ratio": ratio, "ci95": [float(low), float(high)]}
 
 
+def difference_interval(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> dict:
+    """median(a) - median(b) and its 95% bootstrap interval, each group resampled on its
+    own (None for a group of fewer than 2): for figures that can be 0, such as accuracies,
+    where a ratio is undefined."""
+    a, b = _finite(a, "difference_interval"), _finite(b, "difference_interval")
+    if a.size == 0 or b.size == 0:
+        return {"difference": None, "ci95": None}
+    difference = float(np.median(a) - np.median(b))
+    if a.size < 2 or b.size < 2:
+        return {"difference": difference, "ci95": None}
+    rng = np.random.default_rng(seed)
+    low, high = np.quantile(_medians(a, rng) - _medians(b, rng),
+                            [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return {"difference": difference, "ci95": [float(low), float(high)]}
+
+
 def wilson_interval(successes: int, n: int) -> dict:
     """Success rate k/n with its Wilson score 95% interval."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:

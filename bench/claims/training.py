@@ -16,9 +16,8 @@ What the trainer does not offer, the claims add from outside, through public int
   for the duration of its runs under a `claims-...` name (`impls.register`);
 - the trained model is caught with a global module forward hook (`trained_models`), so a
   claim can look inside it (gates, cell states) or test it on other data after `train`;
-- a finite training set is a Task that serves every batch from a fixed pool
-  (`FiniteTrainingSet`); the trainer's own evaluation then measures the training-set loss
-  and the claim tests on fresh sequences itself.
+- a finite training set is a Task that serves the training batches from a fixed pool and
+  the validation and test sets fresh (`FiniteTrainingSet`).
 """
 
 from __future__ import annotations
@@ -98,6 +97,27 @@ def choose_lr(task: Task, cfg: TrainConfig, rates: tuple[float, ...] | None = No
         tried.append({"lr": lr, "best_validation_loss": best, "diverged": result.diverged})
     chosen = min(tried, key=lambda t: (t["best_validation_loss"], t["lr"]))
     return {"lr": chosen["lr"], "tried": tried}
+
+
+def choose_and_train(task: Task, cfg: TrainConfig, seeds) -> dict:
+    """`choose_lr` for `cfg`'s model on `task` (first seed), then every seed at the
+    chosen rate, with its trained model: {"lr", "tried", "runs": [(result, model)]}.
+
+    The search's run at the chosen rate is the first seed's run: its model is caught while
+    the search trains, so that seed is not trained twice.
+    """
+    first = dataclasses.replace(cfg, seed=seeds[0])
+    with trained_models() as caught:
+        choice = choose_lr(task, first)
+    rates = LR_GRID[cfg.optimizer]
+    runs = []
+    for seed in seeds:
+        chosen = dataclasses.replace(cfg, seed=seed, lr=choice["lr"])
+        if seed == seeds[0] and len(caught) == len(rates):
+            runs.append((run(task, chosen), caught[rates.index(choice["lr"])]))
+        else:
+            runs.append(train_and_keep(task, chosen))
+    return {**choice, "runs": runs}
 
 
 def summary(result: TrainResult) -> dict:
@@ -206,23 +226,30 @@ def radius_factory(radius: float, base: str = TRAIN_IMPL):
 
 
 class FiniteTrainingSet(Task):
-    """`task` restricted to a fixed pool of `size` sequences, drawn once from `seed`.
+    """`task`'s training batches from a fixed pool of `size` sequences, drawn once from
+    `seed`, and the trainer's validation and test sets fresh from `task`: the learning-rate
+    search and the kept checkpoint judge the model on sequences it never trained on.
 
-    Every batch the trainer asks for, its held-out set included, is drawn (with
-    replacement, by the trainer's generator) from the pool: the trainer's evaluations are
-    therefore training-set numbers, and generalisation is measured by the claim on fresh
-    sequences from `task`.
+    The trainer draws its validation and test sets as batches of `eval_size` sequences and
+    its training batches as `batch_size` ones; a request for exactly `held_out` sequences is
+    served fresh, any other from the pool (with replacement, by the trainer's generator), so
+    `held_out` must differ from the training batch size.
     """
 
-    def __init__(self, task: Task, size: int, seed: int):
+    def __init__(self, task: Task, size: int, seed: int, held_out: int = EVAL_SIZE):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"FiniteTrainingSet: 'size' must be a positive int, got {size!r}")
-        self.task, self.size, self.seed = task, size, seed
+        if held_out == BATCH_SIZE:
+            raise ValueError(f"FiniteTrainingSet: 'held_out' must differ from the training "
+                             f"batch size {BATCH_SIZE}, got {held_out!r}")
+        self.task, self.size, self.seed, self.held_out = task, size, seed, held_out
         self.name, self.input_size, self.output_size = task.name, task.input_size, task.output_size
         self.per_step, self.T, self.success_rule = task.per_step, task.T, task.success_rule
         self.pool = task.sample(size, torch.Generator().manual_seed(seed))
 
     def sample(self, batch_size, generator):
+        if batch_size == self.held_out:
+            return self.task.sample(batch_size, generator)
         rows = torch.randint(0, self.size, (batch_size,), generator=generator)
         p = self.pool
         targets = p.targets[rows] if p.targets.dim() == 1 else p.targets[:, rows]
@@ -242,4 +269,5 @@ class FiniteTrainingSet(Task):
         return self.task.solved(metrics)
 
     def describe(self):
-        return {**self.task.describe(), "train_size": self.size, "pool_seed": self.seed}
+        return {**self.task.describe(), "train_size": self.size, "pool_seed": self.seed,
+                "held_out": "fresh"}

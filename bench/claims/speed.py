@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import impls
-from bench.claims import training
+from bench.claims import longrange, training
 from bench.claims.experiment import (
     DEPENDS,
     NOT_SUPPORTED,
@@ -160,12 +160,8 @@ def measure_once(profile: str) -> dict:
 
 def sweep_part(profile: str) -> dict:
     """The long-range sweep's runs of the GRU and the LSTMs at equal size, reduced to what
-    steps to solve need; {"status": "absent"} where this checkout has no sweep to read."""
-    try:
-        from bench.claims.longrange import sweep_records
-    except ImportError as exc:
-        return {"status": "absent", "reason": f"no long-range sweep to read ({exc})"}
-    records = [{k: r.get(k) for k in SWEEP_KEYS} for r in sweep_records(profile)
+    steps to solve need."""
+    records = [{k: r.get(k) for k in SWEEP_KEYS} for r in longrange.sweep_records(profile)
                if r["model"] in SWEEP_MODELS and r["sizing"] == "equal"]
     return {"status": "ok", "records": records}
 

@@ -639,3 +639,19 @@ def test_a_results_file_of_an_earlier_version_says_to_run_its_profile_again(tmp_
     with pytest.raises(accuracy.ResultsFileError, match=r"written by an earlier version .* "
                                                         r"run its profile again"):
         accuracy.read_results(path)
+
+
+def test_tasks_narrow_a_profile_and_its_file_says_so():
+    part = accuracy.narrowed(accuracy.PROFILES["default"], ["copy"])
+    assert [t.task for t in part.tasks] == ["copy"]
+    assert part.description.endswith("(this file: copy only)")
+    assert {run.task.task for run in accuracy.plan(part)} == {"copy"}   # no cross runs
+    assert {run.task.task for run in accuracy.search_plan(part)} == {"copy"}
+    assert accuracy.narrowed(accuracy.PROFILES["default"], None) is accuracy.PROFILES["default"]
+
+
+def test_an_unknown_task_is_named_with_the_profiles_tasks(capsys):
+    with pytest.raises(SystemExit):
+        accuracy.main(["--profile", "smoke", "--tasks", "parity", "--estimate"])
+    assert "--tasks: profile 'smoke' has no task parity; its tasks: adding, copy" in (
+        capsys.readouterr().err)

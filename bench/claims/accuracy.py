@@ -300,6 +300,8 @@ def _cross_impl_runs(profile: Profile, lr) -> list[Run]:
     """The same model, seed and batches through every trainable implementation, on the
     adding problem at `cross_T`."""
     runs = []
+    if "adding" not in [t.task for t in profile.tasks]:  # its rates come from the adding task
+        return runs
     adding = TaskPlan("adding", ((profile.cross_T, profile.cross_steps),))
     for cell in profile.cross_cells:
         model = next(m for m, fields in MODELS.items() if fields == {"cell": cell})
@@ -1011,6 +1013,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="also count as done the runs of the existing <profile>.json whose "
                              "inputs match the plan, though earlier code made them (the report "
                              "lists every environment)")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", default=None,
+                        help="only these tasks of the profile (e.g. `--tasks adding copy`): "
+                             "the profile's file then holds that part of its plan, and says so")
     parser.add_argument("--estimate", action="store_true",
                         help="train nothing whole: time a few steps of each shape of the "
                              "profile here and print the CPU-hours the profile takes at most")
@@ -1025,18 +1030,36 @@ def _parser() -> argparse.ArgumentParser:
 def _check_options(parser: argparse.ArgumentParser, args) -> None:
     executors.check_options(parser, args, "runs")
     given = [o for o, on in (("--retrain", args.retrain), ("--keep-earlier", args.keep_earlier),
-                             ("--scheduler", args.scheduler), ("--no-report", not args.report))
-             if on]
+                             ("--scheduler", args.scheduler), ("--no-report", not args.report),
+                             ("--tasks", args.tasks is not None)) if on]
     if args.report_only and given:
         parser.error(f"--report-only trains nothing: drop {' and '.join(given)}")
+
+
+def narrowed(profile: Profile, tasks: list[str] | None) -> Profile:
+    """`profile` with only `tasks` (None: all of them), its description saying so."""
+    if tasks is None:
+        return profile
+    known = [t.task for t in profile.tasks]
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise ValueError(f"profile {profile.name!r} has no task {', '.join(unknown)}; its "
+                         f"tasks: {', '.join(known)}")
+    return dataclasses.replace(
+        profile, tasks=tuple(t for t in profile.tasks if t.task in tasks),
+        description=f"{profile.description} (this file: {', '.join(tasks)} only)")
 
 
 def main(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _check_options(parser, args)
+    try:
+        profile = narrowed(PROFILES[args.profile], args.tasks)
+    except ValueError as exc:
+        parser.error(f"--tasks: {exc}")
     if args.estimate:
-        cost = estimate_cost(PROFILES[args.profile], threads=args.threads)
+        cost = estimate_cost(profile, threads=args.threads)
         environment = fingerprint([])
         print("\n".join(cost_lines(cost, f"{environment['cpu']} ({environment['cores']['usable']}"
                                           " cores)")))
@@ -1045,7 +1068,7 @@ def main(argv: list[str]) -> int:
         if not args.report_only:
             command = [Path(sys.executable).name, "-m", "bench", "accuracy", *argv]
             with sigterm_raises():
-                run_profile(PROFILES[args.profile], args.out,
+                run_profile(profile, args.out,
                             executor=executor(args.jobs, args.scheduler),
                             threads=args.threads, retrain=args.retrain,
                             adopt=args.keep_earlier, command=command)

@@ -163,10 +163,10 @@ PROFILES = {
     "default": Profile(
         name="default", description="the four tasks in their literature forms at H=32, five "
                                     "seeds: the committed results",
-        tasks=(TaskPlan("adding", ((100, 2000), (200, 3000), (400, 3000))),
-               TaskPlan("copy", ((50, 3000), (100, 3000)), _COPY),
-               TaskPlan("temporal_order", ((100, 2000),)),
-               TaskPlan("reber", ((None, 1500),))),
+        tasks=(TaskPlan("adding", ((100, 2000), (200, 2500), (400, 2500))),
+               TaskPlan("copy", ((50, 2000), (100, 2000)), _COPY),
+               TaskPlan("temporal_order", ((100, 1500),)),
+               TaskPlan("reber", ((None, 1000),))),
         seeds=tuple(range(5)), eval_size=1000, cross_cells=("lstm", "gru"), cross_steps=1000,
         **_COMMON),
     "full": Profile(

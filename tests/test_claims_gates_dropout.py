@@ -120,6 +120,16 @@ def test_e1_rule_reaches_every_verdict_on_the_used_units():
     assert gates.decide_e1(_e1(dict.fromkeys("ifo", 0.2), all_share=0.9)).status == NOT_SUPPORTED
 
 
+def test_e1_an_interval_that_holds_half_decides_nothing():
+    m = _e1(dict.fromkeys("ifo", 0.2))
+    for row, share in zip(m["rows"], (0.2, 0.5, 0.8, 0.3, 0.7)):   # seeds spread around 0.5
+        for g in "ifo":
+            row["gates"][g]["used"] = {"below": share / 2, "above": share / 2,
+                                       "histogram": [1.0] * 20}
+    verdict = gates.decide_e1(m)
+    assert verdict.status == DEPENDS and "do not decide for gate(s) i, f, o" in verdict.reason
+
+
 def test_e1_rule_falls_back_to_all_units_when_no_seed_learned():
     verdict = gates.decide_e1(_e1({}, all_share=0.9, used=False))
     assert verdict.status == SUPPORTED and "no seed learned" in verdict.reason
@@ -148,6 +158,12 @@ def test_e2_rule_reaches_every_verdict():
     assert gates.decide_e2(_e2(0.001, 0.2)).status == SUPPORTED
     assert gates.decide_e2(_e2(0.2, 0.001)).status == DEPENDS
     assert gates.decide_e2(_e2(0.2, 0.2)).status == NOT_SUPPORTED
+    # Seeds on both sides of the limit (1/60): the straight-through figure is undecided.
+    spread = _e2(0.2, 0.2)
+    for row, value in zip(spread["rows"], (0.005, 0.01, 0.02, 0.03, 0.04)):
+        row["straight_through"] = value
+    verdict = gates.decide_e2(spread)
+    assert verdict.status == DEPENDS and "do not decide" in verdict.reason
 
 
 def test_e2_counts_a_diverged_run_apart():

@@ -307,14 +307,19 @@ def decide_e1(m: dict) -> Verdict:
     fallback = ("" if units == "used" else
                 "no seed learned the task, so no unit counts as used and all units decide; ")
     most = [g for g in "ifo" if _above(chosen[g], MOST)]
+    few = [g for g in "ifo" if _below(chosen[g], MOST)]
     lead = (f"{fallback}share of gate values < {SATURATION[0]} or > {SATURATION[1]}, median "
             f"over seeds [95% interval]: {evidence}")
     if len(most) == 3:
         return Verdict(SUPPORTED, lead)
-    if most:
-        return Verdict(DEPENDS, f"most values are saturated only for gate(s) "
-                       f"{', '.join(most)} of the {units} units; {lead}")
-    return Verdict(NOT_SUPPORTED, lead)
+    if len(few) == 3:
+        return Verdict(NOT_SUPPORTED, lead)
+    undecided = [g for g in "ifo" if g not in most and g not in few]
+    parts = ([f"most values are saturated for gate(s) {', '.join(most)}"] if most else []) + (
+        [f"the seeds do not decide for gate(s) {', '.join(undecided)} (the interval holds "
+         f"{MOST:.0%})"] if undecided else []) + (
+        [f"fewer than half are for gate(s) {', '.join(few)}"] if few else [])
+    return Verdict(DEPENDS, f"on the {units} units: {'; '.join(parts)}; {lead}")
 
 
 def summarize_e1(m: dict) -> str:
@@ -436,6 +441,11 @@ def decide_e2(m: dict) -> Verdict:
         return Verdict(DEPENDS, "0/1 gates are usable only if the LSTM is trained with them "
                        f"(straight-through); cutting a sigmoid-trained LSTM's gates is not; "
                        f"{evidence}")
+    undecided = [E2_FIGURES[k] for k in ("thresholded", "straight_through")
+                 if not _above(med[k], limit)]
+    if undecided:
+        return Verdict(DEPENDS, f"the seeds do not decide whether {' or '.join(undecided)} "
+                       f"stays usable (the interval holds the limit); {evidence}")
     return Verdict(NOT_SUPPORTED, f"no way of getting 0/1 gates stays usable; {evidence}")
 
 
@@ -792,8 +802,9 @@ CLAIMS = [
               f"Per gate (i, f, o), the share of used units' test values < {SATURATION[0]} or "
               f"> {SATURATION[1]}, median over seeds with its 95% bootstrap interval: "
               f"supported if the interval lies above {MOST:.0%} for every gate, not supported "
-              "if for no gate, depends otherwise (naming the gates). If no seed learned the "
-              "task, all units decide."),
+              f"if it lies below {MOST:.0%} for every gate, depends otherwise (naming the "
+              "gates above, below and undecided). If no seed learned the task, all units "
+              "decide."),
         anchors=(Anchor("Li et al. 2018 (Towards binary-valued gates for robust LSTM "
                         "training)", "with ordinary training only part of an LSTM's gate "
                         "values end up near 0 or 1"),),
@@ -812,7 +823,8 @@ CLAIMS = [
         rule=(f"'usable' = the median test MSE's 95% interval lies below {USABLE_FRACTION} x "
               "the baseline. Supported if the sigmoid-trained LSTM with gates cut to 0/1 is "
               "usable; depends if only the LSTM trained with 0/1 gates (straight-through) "
-              "is; not supported if neither."),
+              "is, or if either interval holds the limit; not supported if both lie above "
+              "it."),
         anchors=(Anchor("Li et al. 2018 (Towards binary-valued gates for robust LSTM "
                         "training)", "gates pushed to 0/1 in training (Gumbel-sigmoid) can "
                         "be rounded afterwards at little cost in language modelling and "

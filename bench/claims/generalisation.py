@@ -118,6 +118,11 @@ def d3_ratio(m: dict, size: int, lstm: str) -> dict:
                           _d3_values(m, lstm, size, "test_loss"))
 
 
+#: A ratio interval reaching down to this admits a GRU twice as good: too wide to call the
+#: GRU no better.
+UNDECIDED_BELOW = 0.5
+
+
 def _better(ratio: dict) -> str:
     if ratio["ci95"] is not None and ratio["ci95"][1] < 1:
         return "GRU better"
@@ -168,6 +173,12 @@ def decide_d3(m: dict) -> Verdict:
     if plenty:
         return Verdict(DEPENDS, "only the second half holds: the GRU is not better with the "
                        "least data" + ahead + "; " + evidence)
+    undecided = [names[v] for v in D3_LSTMS if ratios[small, v]["ci95"] is None
+                 or ratios[small, v]["ci95"][0] <= UNDECIDED_BELOW]
+    if undecided:
+        return Verdict(DEPENDS, f"the seeds do not decide: with the least data the interval "
+                       f"of GRU/{' and GRU/'.join(undecided)} admits a GRU "
+                       f"{1 / UNDECIDED_BELOW:g} times better" + ahead + "; " + evidence)
     return Verdict(NOT_SUPPORTED, "the GRU is not better with the least data and no LSTM "
                    "pulls ahead with the most; " + evidence)
 
@@ -549,7 +560,9 @@ CLAIMS = [
               "better' if above 1. Supported if the GRU is better than both at the smallest "
               "size; depends if better than one only (which LSTM decides), or "
               "if better than neither but an LSTM is better at the largest size (only the "
-              "second half holds); not supported otherwise."),
+              "second half holds), or if an interval at the smallest size reaches down to "
+              f"{UNDECIDED_BELOW} or has none (the seeds do not decide); not supported "
+              "otherwise."),
         measure=measure_d3, decide=decide_d3, summarize=summarize_d3, plot=plot_d3,
         against=against_d3),
     Claim(

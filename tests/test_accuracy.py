@@ -434,9 +434,14 @@ def test_the_search_runs_first_and_a_second_call_computes_nothing(tmp_path, monk
         where = record["provenance"]                     # where and how long, per run
         assert where["host"] == platform.node() and where["cores"] >= 1
         assert where["wall_s"] >= 0 and where["commit"] == commit
-    accuracy.run_profile(SMOKE, tmp_path, **ARGS)
+    before = path.read_bytes()
+    accuracy.run_profile(SMOKE, tmp_path, **{**ARGS, "command": ["a reader"]})
     assert len(executed) == 34                            # every cell there: nothing to do
+    assert path.read_bytes() == before                    # and the file is left as it was
+    path.unlink()                                         # rebuilt from the cells alone
+    accuracy.run_profile(SMOKE, tmp_path, **ARGS)
     again = json.loads(path.read_text())
+    assert len(executed) == 34
     assert again["runs"] == document["runs"] and again["rates"] == document["rates"]
     accuracy.run_profile(SMOKE, tmp_path, retrain=True, **ARGS)
     assert len(executed) == 2 * 34                        # --retrain: each distinct run again

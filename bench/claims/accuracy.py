@@ -41,6 +41,7 @@ import torch
 
 import impls
 from bench import io as bench_io
+from bench.claims.experiment import save_figure
 from bench.claims.intervals import fmt, fmt_rate, median_interval, wilson_interval
 from bench.environment import fingerprint
 from bench.stopping import sigterm_raises
@@ -519,7 +520,11 @@ def run_profile(profile: Profile, out: Path, *, executor=None, threads: int = 1,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "runs": [records[key] for key in present],
     }
-    keep_old = not complete and path.exists() and _is_complete(path)
+    # A call that computed nothing (a claim reading the sweep, say) leaves a complete file of
+    # this code as it is, with the command and executor that made it.
+    unchanged = (complete and not fresh and not adopt and path.exists() and _is_complete(path)
+                 and read_results(path).get("code_version") == store.version)
+    keep_old = unchanged or (not complete and path.exists() and _is_complete(path))
     if not keep_old:
         write_json(path, document)
     spent = (time.perf_counter() - started) / 60
@@ -748,9 +753,7 @@ def draw_sweep(rows: list[dict], path: Path, title: str) -> Path:
     fig.suptitle(f"{title}: below the dashed line a model beats the baseline; 'Nx' above a "
                  "point: N seeds diverged (not in the median)", fontsize=9)
     fig.tight_layout()
-    saved = _save(fig, path)
-    plt.close(fig)
-    return saved
+    return save_figure(fig, path)
 
 
 def figures(document: dict, directory: Path) -> list[Path]:
@@ -793,13 +796,8 @@ def figures(document: dict, directory: Path) -> list[Path]:
             gap_ax.set_xlabel("step")
             gap_ax.set_ylabel("|loss - reference| / reference")
         fig.tight_layout()
-        paths.append(_save(fig, directory / f"{name}_cross_impl.png"))
-        plt.close(fig)
+        paths.append(save_figure(fig, directory / f"{name}_cross_impl.png"))
     return paths
-
-
-def _save(fig, path: Path) -> Path:
-    return bench_io.write_with(path, lambda tmp: fig.savefig(tmp, dpi=110))
 
 
 def _provenance_lines(document: dict) -> list[str]:

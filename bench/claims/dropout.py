@@ -39,6 +39,7 @@ from bench.claims.experiment import (
     Claim,
     Verdict,
     listed,
+    save_figure,
     table,
 )
 from bench.claims.gates import interval_plot
@@ -406,8 +407,7 @@ def plot_dropout(m: dict, directory: Path) -> list[Path]:
                  "and 95% interval)")
     fig.tight_layout()
     path = directory / "F_dropout.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

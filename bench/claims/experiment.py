@@ -139,6 +139,19 @@ def check_profile(profile: str) -> str:
     return profile
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Write `fig` to `path` whole or not at all (a temporary file renamed over it), then
+    close it: every claim's figure and the accuracy sweep's go through here."""
+    import matplotlib.pyplot as plt
+
+    from bench import io
+
+    try:
+        return io.write_with(Path(path), lambda tmp: fig.savefig(tmp, dpi=110))
+    finally:
+        plt.close(fig)
+
+
 def listed(settings: dict) -> dict:
     """`settings` with every tuple a list, nested dicts included: JSON's form of it."""
     return {k: (list(v) if isinstance(v, tuple) else listed(v) if isinstance(v, dict) else v)

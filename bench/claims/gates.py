@@ -35,6 +35,7 @@ from bench.claims.experiment import (
     Claim,
     Verdict,
     listed,
+    save_figure,
     table,
 )
 from bench.claims.intervals import fmt, median_interval, ratio_interval
@@ -369,8 +370,7 @@ def plot_e1(m: dict, directory: Path) -> list[Path]:
     fig.suptitle("Gate values of trained LSTMs on test data (dotted: 0.1 and 0.9)")
     fig.tight_layout()
     path = directory / "E1_gate_histograms.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 
@@ -498,8 +498,7 @@ def plot_e2(m: dict, directory: Path) -> list[Path]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = directory / "E2_binary_gates.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 
@@ -627,8 +626,7 @@ def plot_e3(m: dict, directory: Path) -> list[Path]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = directory / "E3_state_speed.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 
@@ -764,8 +762,7 @@ def plot_e4(m: dict, directory: Path) -> list[Path]:
     final.set(yscale="log", ylabel="test MSE (log)", title="Test MSE (median, 95%)")
     fig.tight_layout()
     path = directory / "E4_candidate_activation.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

@@ -26,6 +26,7 @@ from bench.claims.experiment import (
     Claim,
     Verdict,
     listed,
+    save_figure,
     table,
 )
 from bench.claims.intervals import (
@@ -298,8 +299,7 @@ def plot_d3(m: dict, directory: Path) -> list[Path]:
     bx.legend(fontsize=7)
     path = directory / "D3_data_size.png"
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 
@@ -537,8 +537,7 @@ def plot_d4(m: dict, directory: Path) -> list[Path]:
     ax.legend(fontsize=7)
     path = directory / "D4_length_generalisation.png"
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

@@ -38,6 +38,7 @@ from bench.claims.experiment import (
     Claim,
     Verdict,
     listed,
+    save_figure,
     table,
 )
 from bench.claims.intervals import (
@@ -229,8 +230,7 @@ def _plot_profiles(groups: list[tuple[str, list[dict]]], label, path: Path, titl
     axes[0][0].set_ylabel("log10 ||dL/ds_k|| / ||dL/dh_T||")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -549,8 +549,7 @@ def plot_c2(m: dict, directory: Path) -> list[Path]:
              title="Blow-ups (95% Wilson interval)")
     fig.tight_layout()
     path = directory / "C2_clipping.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 
@@ -783,8 +782,7 @@ def plot_c4(m: dict, directory: Path) -> list[Path]:
     right.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path = directory / "C4_tanh_vs_relu.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 
@@ -960,8 +958,7 @@ def plot_c5(m: dict, directory: Path) -> list[Path]:
     right.legend(fontsize=7, loc="upper center", ncol=3)
     fig.tight_layout()
     path = directory / "C5_lag_decomposition.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

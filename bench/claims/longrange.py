@@ -28,6 +28,7 @@ from bench.claims.experiment import (
     Anchor,
     Claim,
     Verdict,
+    save_figure,
     table,
 )
 from bench.claims.intervals import fmt, fmt_rate, rates_differ, ratio_interval
@@ -444,8 +445,7 @@ def plot_d2(m: dict, directory: Path) -> list[Path]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = directory / "D2_gru_vs_lstm.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

@@ -31,6 +31,7 @@ from bench.claims.experiment import (
     Anchor,
     Claim,
     Verdict,
+    save_figure,
     table,
 )
 from bench.claims.intervals import fmt, fmt_rate, ratio_interval, wilson_interval
@@ -515,8 +516,7 @@ def plot_b1(m: dict, directory: Path) -> list[Path]:
     fig.suptitle("GRU/LSTM time per step, every case of the grid per implementation")
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     paths = [directory / "B1_gru_lstm_time_ratio.png"]
-    fig.savefig(paths[0], dpi=110)
-    plt.close(fig)
+    save_figure(fig, paths[0])
     points = [p for p in steps_points(m) if p["steps"] is not None]
     if points:
         paths.append(_plot_time_to_solve(m, points, directory / "B1_time_to_solve.png"))
@@ -546,8 +546,7 @@ def _plot_time_to_solve(m: dict, points: list[dict], path: Path) -> Path:
     _plain_log_labels(ax)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -681,8 +680,7 @@ def plot_b2(m: dict, directory: Path) -> list[Path]:
                  "two cells)")
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     path = directory / "B2_time_per_flop.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

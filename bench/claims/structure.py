@@ -26,6 +26,7 @@ from bench.claims.experiment import (
     Anchor,
     Claim,
     Verdict,
+    save_figure,
     table,
 )
 from bench.speed.cases import BUILT_IN
@@ -182,8 +183,7 @@ def plot_parameters(m: dict, directory: Path) -> list[Path]:
     ax.legend(fontsize=8)
     path = directory / "A1_parameters.png"
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

@@ -2,8 +2,9 @@
 
 The layer (`impls.numba_rnn`) does the input projection for all rows as one GEMM before a
 kernel runs, and the weight gradients as GEMMs after the backward kernel; the kernels own the
-time loop: per step one GEMM for the recurrent product (`np.dot`, i.e. scipy's BLAS, held to
-one thread), then one fused, vectorised pass over the gate elements.
+time loop: per step the recurrent product (`product`: its own single pass over the weights
+for a few rows, scipy's BLAS held to one thread for more), then one fused, vectorised pass
+over the gate elements.
 
 Layout: PackedSequence's rows, every buffer 2-D with one row per (step, sequence). Step t's
 rows are ``starts[t] : starts[t] + sizes[t]``, sequences by decreasing length, so the
@@ -21,19 +22,22 @@ team. A buffer's views are named after the buffer (``buf_i``: the own units' sli
 block of a gate row), the quantities after the equations (``a_i``, ``i``, ``da_i``), because
 one buffer holds, in turn, a pre-activation, the activation and its gradient.
 
-Inference (`lstm_inference`, `gru_inference`) keeps nothing for a backward: each thread
-projects the input onto its own units itself, a block of k steps at a time into a reused
-buffer, and writes y and the final state directly, so a call needs y plus k*B*G floats, not
-5-6x y. The simple RNN needs no such kernel: its forward already projects straight into y
-and stores nothing else.
+Inference (`lstm_inference`, `gru_inference`) keeps nothing for a backward: the team
+projects the input itself, a block of k steps at a time into a reused buffer, and writes y
+and the final state directly, so a call needs y plus k*B*G floats, not 5-6x y. The simple
+RNN needs no such kernel: its forward already projects straight into y and stores nothing
+else.
 
 Threads ("the team"): a kernel is called once per thread, each thread owning a block of
 hidden units u0:u1 (all gates of those units) and the matching rows of W_hh, packed
-contiguously (`w_own`). A step needs the whole h_{t-1}, so the threads meet at a barrier at the
-end of every step (`_barrier`: an atomic counter, spinning, then yielding the CPU); nothing
-else is shared. One thread is the plain serial loop (its barrier returns at once). No kernel
-is numba-`parallel`: the team is the layer's own threads, as many as numba's thread count
-allows, and team size x BLAS threads (1) never exceeds that count. Splitting units, not batch
+contiguously by the thread itself and kept between calls (`refresh_packed`), so that they
+stay in that thread's core's cache for the whole sequence. A step needs the whole h_{t-1}, so
+the threads meet at a barrier at the end of every step (`_barrier`: an atomic counter,
+spinning, then yielding the CPU). Besides h, they share only the counters of the input
+projection, which they claim task by task (`_project_claimed`). One thread is the plain
+serial loop (its barrier returns at once). No kernel is numba-`parallel`: the team is the
+layer's own threads, as many as numba's thread count allows, and team size x BLAS threads
+(1) never exceeds that count. Splitting units, not batch
 rows, is what helps B = 1, where each step streams all of W_hh: two threads each stream half,
 from their own cache. An LSTM with a projection runs on one thread: h_t = m_t W_hr^T needs
 every unit's m_t before the next step can start.
@@ -295,22 +299,33 @@ def _sched_yield(typingctx):
     return sig, codegen
 
 
-@njit(**_JIT)
-def _barrier(sync, team, step):
-    """Wait until all `team` threads finished `step` (counted from 1); False if aborted.
+#: The slots of a team's `sync` array (int64, zeros at the start of a call).
+SYNC_ARRIVALS, SYNC_ABORT, SYNC_CLAIMED, SYNC_DONE = 0, 1, 2, 3
+SYNC_SLOTS = 4
 
-    sync[0] counts arrivals and only grows, so no reset is needed between steps;
-    sync[1] is set by the caller when a thread of the team failed.
-    """
-    _atomic_add(sync, 0, 1)
+
+@njit(**_JIT)
+def _wait(sync, slot, target):
+    """Wait until sync[slot] reaches `target`; False if the team was aborted meanwhile."""
     spins = 0
-    while _atomic_load(sync, 0) < team * step:
-        if _atomic_load(sync, 1):
+    while _atomic_load(sync, slot) < target:
+        if _atomic_load(sync, SYNC_ABORT):
             return False
         spins += 1
         if spins > SPINS_BEFORE_YIELD:
             _sched_yield()
     return True
+
+
+@njit(**_JIT)
+def _barrier(sync, team, step):
+    """Wait until all `team` threads finished `step` (counted from 1); False if aborted.
+
+    The arrivals only grow, so no reset is needed between steps; the abort flag is set by the
+    caller when a thread of the team failed.
+    """
+    _atomic_add(sync, SYNC_ARRIVALS, 1)
+    return _wait(sync, SYNC_ARRIVALS, team * step)
 
 
 @njit(**_JIT)
@@ -332,6 +347,81 @@ def _packed(row, n, gates):
     if gates == 4:
         return row[:n], row[n:2 * n], row[2 * n:3 * n], row[3 * n:]
     return row[:n], row[n:2 * n], row[2 * n:3 * n], row[:0]
+
+
+# -- the recurrent product -------------------------------------------------------------------------
+
+#: Rows up to which a step's product runs in `product`'s own loop rather than in BLAS: a BLAS
+#: GEMM with so few rows reads the weights several times over and is 2-8x slower than one pass
+#: (measured at 1-8 rows, 0.5-2 MiB of weights).
+SMALL_ROWS = 8
+
+
+@njit(**_JIT)
+def product(a, w, out, reverse):
+    """out = a @ w: a step's recurrent product, a (rows, K), w (K, m), out (rows, m).
+
+    Up to SMALL_ROWS rows, one pass over w, four of its rows at a time, each multiplied into
+    every row of out while it is in L1 (`out += a[:, k] w[k]`: no reduction, so it
+    vectorises without reassociating). `reverse` takes the blocks of four last to first:
+    alternating it from step to step, the rows of w a step reads first are the ones the step
+    before read last, still in the core's cache, which is what keeps a share of the weights
+    larger than the L2 cache partly in it (1.5x faster measured at 2 MiB against a 1.25 MiB
+    L2). The sum's order thus depends on `reverse`, so every kernel passes the step's parity.
+    """
+    rows, K = a.shape
+    if rows > SMALL_ROWS:
+        np.dot(a, w, out)
+        return
+    out[:] = 0
+    quads = K // 4
+    for q in range(quads):
+        k = 4 * (quads - 1 - q if reverse else q)
+        w0, w1, w2, w3 = w[k], w[k + 1], w[k + 2], w[k + 3]
+        for b in range(rows):
+            a0, a1, a2, a3, ob = a[b, k], a[b, k + 1], a[b, k + 2], a[b, k + 3], out[b]
+            for j in range(ob.size):
+                ob[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j]
+    for k in range(4 * quads, K):
+        wk = w[k]
+        for b in range(rows):
+            ak, ob = a[b, k], out[b]
+            for j in range(ob.size):
+                ob[j] += ak * wk[j]
+
+
+@njit(**_JIT)
+def refresh_packed(w_hh, H, u0, u1, rows, columns):
+    """Keep a member's packed copies of its rows of W_hh (gates*H, H_out) current.
+
+    rows (gates*n, H_out): W_hh's rows of units u0:u1, gate by gate, the backward's w;
+    columns (H_out, gates*n): their transpose, the forward's. A comparison with `rows`
+    (a sequential read of both) finds whether W_hh changed since they were packed; only then
+    are they packed again. Returns whether it packed.
+    """
+    n = u1 - u0
+    gates = rows.shape[0] // n
+    same = True
+    for g in range(gates):
+        for r in range(n):
+            src, dst = w_hh[g * H + u0 + r], rows[g * n + r]
+            differs = False
+            for j in range(src.size):           # no early exit: the row's test vectorises
+                differs |= src[j] != dst[j]
+            if differs:
+                same = False
+                break
+        if not same:
+            break
+    if same:
+        return False
+    for g in range(gates):
+        rows[g * n:(g + 1) * n] = w_hh[g * H + u0:g * H + u1]
+        for k in range(columns.shape[0]):
+            col = columns[k, g * n:(g + 1) * n]
+            for r in range(n):
+                col[r] = rows[g * n + r, k]
+    return True
 
 
 # -- the input projection -------------------------------------------------------------------------
@@ -373,14 +463,43 @@ def _dh_of_step(dh, partials, slot, sent_back, dy_t, s0, s1):
 
 
 @njit(**_JIT)
-def _project_block(x, w_ih, H, u0, u1, row0, row1, x_proj):
-    """x_proj[g, :rows] = x[row0:row1] times gate g's own rows of W_ih, transposed.
+def _project_claimed(x, w_ih, H, bounds, row0, row1, x_proj, sync, block):
+    """Project rows row0:row1 of x for the whole team, task by task, then wait for all tasks.
 
-    One GEMM per gate block: its own rows of W_ih are contiguous as they are, so no member
-    needs a packed copy of W_ih.
+    A task is one gate of one member's units: x_proj[g * team + m] := x[row0:row1] times
+    those rows of W_ih, transposed (`_projected` reads it back). Members claim tasks from a
+    shared counter, so one that starts late (a thread waking takes up to 0.5 ms on a virtual
+    machine) finds the others' projection done rather than the others waiting at the first
+    step. Every member makes exactly one failed claim per block, hence the block's base.
     """
-    for g in range(x_proj.shape[0]):
-        np.dot(x[row0:row1], w_ih[g * H + u0:g * H + u1].T, x_proj[g, :row1 - row0])
+    team = bounds.shape[0]
+    tasks = x_proj.shape[0]
+    base, rows = block * (tasks + team), row1 - row0
+    while True:
+        i = _atomic_add(sync, SYNC_CLAIMED, 1) - base
+        if i >= tasks:
+            break
+        g, m = i // team, i % team
+        u0, u1 = bounds[m, 0], bounds[m, 1]
+        out = x_proj[i, :rows * (u1 - u0)].reshape((rows, u1 - u0))
+        np.dot(x[row0:row1], w_ih[g * H + u0:g * H + u1].T, out)
+        _atomic_add(sync, SYNC_DONE, 1)
+    return _wait(sync, SYNC_DONE, (block + 1) * tasks)
+
+
+@njit(**_JIT)
+def _member(bounds, u0):
+    """The index of the member whose units start at u0."""
+    for m in range(bounds.shape[0]):
+        if bounds[m, 0] == u0:
+            return m
+    return -1
+
+
+@njit(**_JIT)
+def _projected(x_proj, team, m, g, p, n):
+    """Row p of the block's projection onto gate g of member m's n units."""
+    return x_proj[g * team + m, p * n:(p + 1) * n]
 
 
 # -- LSTM --------------------------------------------------------------------------------------
@@ -393,11 +512,12 @@ def _project_block(x, w_ih, H, u0, u1, row0, row1, x_proj):
 # caller makes the scratch, per thread, with NumPy: where scratch lies against the gate
 # buffer's 4 KiB pages moves the LSTM backward's time by up to 30%, and scratch made in the
 # kernel lay 10% slower. w_own is (gates * (u1 - u0), H_out): W_hh's rows of the
-# own units, gate by gate. w_hr is W_hr (P, H), or (0, H) without a projection.
+# own units, gate by gate (the backward's); w_cols is its transpose (the forward's: every
+# product is ``out = a @ w``). w_hr is W_hr (P, H), or (0, H) without a projection.
 
 
 @njit(**_JIT)
-def lstm_forward(starts, sizes, gates, w_own, w_hr, h0, c0, y, c, m, rec, u0, u1, sync, team):
+def lstm_forward(starts, sizes, gates, w_cols, w_hr, h0, c0, y, c, m, rec, u0, u1, sync, team):
     """gates (N, 4H): x W_ih^T + b_ih + b_hh in, the activated i, f, g, o out (own units).
 
     h0 (B, H_out), c0 (B, H); fills c (N, H) and y (N, H_out). m (N, H) receives
@@ -409,7 +529,7 @@ def lstm_forward(starts, sizes, gates, w_own, w_hr, h0, c0, y, c, m, rec, u0, u1
     for t in range(sizes.size):
         r0, rows = starts[t], sizes[t]
         c_prev = _previous(c0, c, starts, t, rows)
-        np.dot(_previous(h0, y, starts, t, rows), w_own.T, rec[:rows])
+        product(_previous(h0, y, starts, t, rows), w_cols, rec[:rows], t % 2 == 1)
         for b in range(rows):
             buf_i, buf_f, buf_g, buf_o = _own(gates[r0 + b], H, u0, u1, 4)
             rec_i, rec_f, rec_g, rec_o = _packed(rec[b], n, 4)
@@ -426,32 +546,37 @@ def lstm_forward(starts, sizes, gates, w_own, w_hr, h0, c0, y, c, m, rec, u0, u1
 
 
 @njit(**_JIT)
-def lstm_inference(starts, sizes, x, w_ih, bias, w_own, w_hr, h0, c, y, work, m,
-                   u0, u1, sync, team):
+def lstm_inference(starts, sizes, x, w_ih, bias, w_cols, w_hr, h0, c, y, x_proj, bounds,
+                   block_steps, rec, m, u0, u1, sync, team):
     """Fills y (N, H_out) and turns c (B, H) from c0 into c_n, own units, storing no gates.
 
-    x (N, I); w_ih (4H, I); bias (4H,): b_ih + b_hh. Scratch: work ((1 + k) * B, 4n), one
-    step's recurrent product, then the input projection of a block of k steps; m (B, H) with
-    a projection, else (0, H). The sums run in `lstm_forward`'s order, so both give the
-    same y.
+    x (N, I); w_ih (4H, I); bias (4H,): b_ih + b_hh. Shared by the team: x_proj
+    (4 * team, block_steps * B * n_max), the input projection of a block of steps
+    (`_project_claimed`), and bounds (team, 2), every member's units. Scratch: rec (B, 4n),
+    a step's recurrent product; m (B, H) with a projection, else (0, H). The sums run in
+    `lstm_forward`'s order, so both give the same y.
     """
-    H, n, B = c.shape[1], u1 - u0, sizes[0]
+    H, n = c.shape[1], u1 - u0
+    me = _member(bounds, u0)
     projected = w_hr.shape[0] > 0
-    block_steps = work.shape[0] // B - 1
-    rec, x_proj = work[:B], work[B:].reshape((4, block_steps * B, n))
     b_i, b_f, b_g, b_o = _own(bias, H, u0, u1, 4)
     T = sizes.size
     for t0 in range(0, T, block_steps):
         t1 = min(T, t0 + block_steps)
         block_rows = starts[t1 - 1] + sizes[t1 - 1] - starts[t0]
-        _project_block(x, w_ih, H, u0, u1, starts[t0], starts[t0] + block_rows, x_proj)
+        if not _project_claimed(x, w_ih, H, bounds, starts[t0], starts[t0] + block_rows, x_proj,
+                                sync, t0 // block_steps):
+            return
         for t in range(t0, t1):
             r0, rows = starts[t], sizes[t]
-            np.dot(_previous(h0, y, starts, t, rows), w_own.T, rec[:rows])
+            product(_previous(h0, y, starts, t, rows), w_cols, rec[:rows], t % 2 == 1)
             cell_out = m[:rows] if projected else y[r0:r0 + rows]
             for b in range(rows):
                 p = r0 - starts[t0] + b
-                x_i, x_f, x_g, x_o = x_proj[0, p], x_proj[1, p], x_proj[2, p], x_proj[3, p]
+                x_i, x_f, x_g, x_o = (_projected(x_proj, team, me, 0, p, n),
+                                      _projected(x_proj, team, me, 1, p, n),
+                                      _projected(x_proj, team, me, 2, p, n),
+                                      _projected(x_proj, team, me, 3, p, n))
                 rec_i, rec_f, rec_g, rec_o = _packed(rec[b], n, 4)
                 cb, mb = c[b, u0:u1], cell_out[b, u0:u1]
                 for j in range(n):
@@ -499,7 +624,7 @@ def lstm_backward(starts, sizes, gates, c, c0, w_own, w_hr, dy, dh, dc, dh_rows,
                 buf_f[j] = d_f[j] = da_f
                 buf_g[j] = d_g[j] = da_g
                 buf_o[j] = d_o[j] = da_o
-        np.dot(d_own[:rows], w_own, partials[k, t % 2, :rows])
+        product(d_own[:rows], w_own, partials[k, t % 2, :rows], t % 2 == 1)
         if not _barrier(sync, team, T - t):
             return
     _dh_of_step(dh, partials, 0, sizes[0], dy[:0], s0, s1)
@@ -509,7 +634,7 @@ def lstm_backward(starts, sizes, gates, c, c0, w_own, w_hr, dy, dh, dc, dh_rows,
 
 
 @njit(**_JIT)
-def gru_forward(starts, sizes, gates, w_own, b_hh, h0, hn, y, rec, u0, u1, sync, team):
+def gru_forward(starts, sizes, gates, w_cols, b_hh, h0, hn, y, rec, u0, u1, sync, team):
     """gates (N, 3H): x W_ih^T + b_ih in, the activated r, z, n out (own units).
 
     b_hh (3H,); h0 (B, H); fills hn and y (N, H) for the own units; rec (B, 3n) is scratch.
@@ -519,7 +644,7 @@ def gru_forward(starts, sizes, gates, w_own, b_hh, h0, hn, y, rec, u0, u1, sync,
     for t in range(sizes.size):
         r0, rows = starts[t], sizes[t]
         h_prev = _previous(h0, y, starts, t, rows)
-        np.dot(h_prev, w_own.T, rec[:rows])
+        product(h_prev, w_cols, rec[:rows], t % 2 == 1)
         for b in range(rows):
             buf_r, buf_z, buf_n, _ = _own(gates[r0 + b], H, u0, u1, 3)
             rec_r, rec_z, rec_n, _ = _packed(rec[b], n, 3)
@@ -534,31 +659,34 @@ def gru_forward(starts, sizes, gates, w_own, b_hh, h0, hn, y, rec, u0, u1, sync,
 
 
 @njit(**_JIT)
-def gru_inference(starts, sizes, x, w_ih, b_ih, w_own, b_hh, h0, y, work,
-                  u0, u1, sync, team):
+def gru_inference(starts, sizes, x, w_ih, b_ih, w_cols, b_hh, h0, y, x_proj, bounds,
+                  block_steps, rec, u0, u1, sync, team):
     """Fills y (N, H) for the own units, storing no gates and no hn.
 
-    x (N, I); w_ih (3H, I); b_ih, b_hh (3H,). Scratch: work ((1 + k) * B, 3n), one step's
-    recurrent product, then the input projection of a block of k steps. The sums run in
-    `gru_forward`'s order, so both give the same y.
+    x (N, I); w_ih (3H, I); b_ih, b_hh (3H,). x_proj, bounds: as `lstm_inference`'s (3
+    gates). Scratch: rec (B, 3n), a step's recurrent product. The sums run in `gru_forward`'s
+    order, so both give the same y.
     """
-    H, n, B = y.shape[1], u1 - u0, sizes[0]
-    block_steps = work.shape[0] // B - 1
-    rec, x_proj = work[:B], work[B:].reshape((3, block_steps * B, n))
+    H, n = y.shape[1], u1 - u0
+    me = _member(bounds, u0)
     bx_r, bx_z, bx_n, _ = _own(b_ih, H, u0, u1, 3)
     b_r, b_z, b_n, _ = _own(b_hh, H, u0, u1, 3)
     T = sizes.size
     for t0 in range(0, T, block_steps):
         t1 = min(T, t0 + block_steps)
         block_rows = starts[t1 - 1] + sizes[t1 - 1] - starts[t0]
-        _project_block(x, w_ih, H, u0, u1, starts[t0], starts[t0] + block_rows, x_proj)
+        if not _project_claimed(x, w_ih, H, bounds, starts[t0], starts[t0] + block_rows, x_proj,
+                                sync, t0 // block_steps):
+            return
         for t in range(t0, t1):
             r0, rows = starts[t], sizes[t]
             h_prev = _previous(h0, y, starts, t, rows)
-            np.dot(h_prev, w_own.T, rec[:rows])
+            product(h_prev, w_cols, rec[:rows], t % 2 == 1)
             for b in range(rows):
                 p = r0 - starts[t0] + b
-                x_r, x_z, x_n = x_proj[0, p], x_proj[1, p], x_proj[2, p]
+                x_r, x_z, x_n = (_projected(x_proj, team, me, 0, p, n),
+                                 _projected(x_proj, team, me, 1, p, n),
+                                 _projected(x_proj, team, me, 2, p, n))
                 rec_r, rec_z, rec_n, _ = _packed(rec[b], n, 3)
                 hp, ht = h_prev[b, u0:u1], y[r0 + b, u0:u1]
                 for j in range(n):
@@ -596,7 +724,7 @@ def gru_backward(starts, sizes, gates, hn, y, h0, w_own, dy, dh, d_own, dh_direc
                 buf_z[j] = d_z[j] = da_z
                 buf_hn[j] = d_hn[j] = dhn
         sent = partials[k, t % 2, :rows]
-        np.dot(d_own[:rows], w_own, sent)
+        product(d_own[:rows], w_own, sent, t % 2 == 1)
         for b in range(rows):
             sent[b, u0:u1] += dh_direct[b]
         if not _barrier(sync, team, T - t):
@@ -608,7 +736,7 @@ def gru_backward(starts, sizes, gates, hn, y, h0, w_own, dy, dh, d_own, dh_direc
 
 
 @njit(**_JIT)
-def rnn_forward(starts, sizes, y, w_own, h0, is_relu, rec, u0, u1, sync, team):
+def rnn_forward(starts, sizes, y, w_cols, h0, is_relu, rec, u0, u1, sync, team):
     """y (N, H): x W_ih^T + b_ih + b_hh in, h_t = tanh(a), or relu(a) if `is_relu`, out.
 
     Own units only; rec (B, n) is scratch.
@@ -616,7 +744,7 @@ def rnn_forward(starts, sizes, y, w_own, h0, is_relu, rec, u0, u1, sync, team):
     n = u1 - u0
     for t in range(sizes.size):
         r0, rows = starts[t], sizes[t]
-        np.dot(_previous(h0, y, starts, t, rows), w_own.T, rec[:rows])
+        product(_previous(h0, y, starts, t, rows), w_cols, rec[:rows], t % 2 == 1)
         for b in range(rows):
             buf, rec_b = y[r0 + b, u0:u1], rec[b]
             if is_relu:
@@ -649,7 +777,7 @@ def rnn_backward(starts, sizes, y, w_own, dy, dh, is_relu, da, d_own, u0, u1, sy
             else:
                 for j in range(n):
                     dab[j] = d_b[j] = dhb[j] * dtanh(h[j])
-        np.dot(d_own[:rows], w_own, partials[k, t % 2, :rows])
+        product(d_own[:rows], w_own, partials[k, t % 2, :rows], t % 2 == 1)
         if not _barrier(sync, team, T - t):
             return
     _dh_of_step(dh, partials, 0, sizes[0], dy[:0], u0, u1)

@@ -37,6 +37,7 @@ saved inputs first, so it costs one more forward instead of memory held for a ra
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import functools
 import os
@@ -47,6 +48,7 @@ import numpy as np
 import torch
 from numba.np.ufunc import parallel as numba_parallel
 from torch.autograd.function import once_differentiable
+from torch.utils.weak import WeakIdKeyDictionary
 
 from impls import numba_kernels as kernels
 from impls.layer import GATES, RecurrentLayer
@@ -197,11 +199,25 @@ _BLAS = _SingleThreadedBlas()
 
 # -- threads: a small pool, members that run at once -------------------------------------------
 
+def _find_sched_getcpu():
+    """glibc's sched_getcpu (the CPU the calling thread runs on), or None."""
+    try:
+        fn = ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [], ctypes.c_int
+    return fn
+
+
+_sched_getcpu = _find_sched_getcpu()
+
+
 #: Work below which an extra thread costs more than it saves: multiply-adds of a whole GEMM
 #: split by rows, and of one step's recurrent product for a team (which also meets at a
-#: barrier every step).
+#: barrier every step: at B = 1 a team of two paid off at H = 256, 2**18, and not at
+#: H = 128, measured on 2 cores).
 _MIN_PARALLEL_MACS = 2**22
-_MIN_STEP_MACS_FOR_TEAM = 2**21
+_MIN_STEP_MACS_FOR_TEAM = 2**17
 #: Fewer hidden units than this per thread (one AVX2 vector of float32) is not worth a thread.
 _MIN_UNITS_PER_THREAD = 8
 
@@ -265,25 +281,56 @@ class _Pool:
 _POOL = _Pool()
 
 
+def _cpus_for(members: int) -> list[int] | None:
+    """A distinct CPU for each of `members` threads, the calling thread's own first; None
+    where there are not enough CPUs allowed or no way to bind a thread to one."""
+    if not hasattr(os, "sched_setaffinity") or _sched_getcpu is None:
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    here = _sched_getcpu()
+    if len(allowed) < members or here not in allowed:
+        return None
+    return [here] + [c for c in allowed if c != here][:members - 1]
+
+
+def _bound_to(cpu: int | None, member) -> None:
+    """Run `member` with this thread bound to `cpu`, its CPUs as before afterwards."""
+    if cpu is None:
+        member()
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        member()
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def run_members(members, sync: np.ndarray) -> None:
     """Run the callables at once, the first in this thread, with BLAS held to one thread.
 
-    A member that raises sets sync[1], which releases the others from a barrier.
+    Each member is bound to a CPU of its own while it runs: a woken thread starts on its
+    waker's CPU, and two members sharing one took turns at every barrier until the scheduler
+    moved one (measured after 5 ms idle, B = 1: 1.0 ms of 3.2 spent in barriers, 0.2 bound).
+    A member that raises sets the abort flag in `sync`, which releases the others from a
+    barrier.
     """
-    def guarded(member):
+    def guarded(cpu, member):
         try:
-            member()
+            _bound_to(cpu, member)
         except BaseException:
-            sync[1] = 1
+            sync[kernels.SYNC_ABORT] = 1
             raise
 
     with _BLAS:
         if len(members) == 1:
             members[0]()
             return
-        others = [_POOL.get(len(members) - 1).submit(guarded, m) for m in members[1:]]
+        cpus = _cpus_for(len(members)) or [None] * len(members)
+        others = [_POOL.get(len(members) - 1).submit(guarded, cpu, m)
+                  for cpu, m in zip(cpus[1:], members[1:])]
         try:
-            guarded(members[0])
+            guarded(cpus[0], members[0])
         finally:
             for future in others:
                 future.result()
@@ -303,12 +350,56 @@ def _project(x: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor) -> torch.T
     n = _threads(rows) if rows * G * x.shape[1] >= _MIN_PARALLEL_MACS else 1
     edges = [rows * k // n for k in range(n + 1)]
     run_members([lambda r0=r0, r1=r1: kernels.project(x2d, w_t, b, out2d, r0, r1)
-                 for r0, r1 in zip(edges[:-1], edges[1:])], np.zeros(2, dtype=np.int64))
+                 for r0, r1 in zip(edges[:-1], edges[1:])],
+                np.zeros(kernels.SYNC_SLOTS, dtype=np.int64))
     return out
 
 
+class _PackedWeights:
+    """Each member's rows of a W_hh, packed as rows and as their transpose, kept between calls.
+
+    Kept with the weight tensor (weakly: they go when it goes) for one split of its units; a
+    member checks them against W_hh at every call (`kernels.refresh_packed`), so an update of
+    the weights in place, through `.data` or not, is never missed. A call leases them: a second
+    call on the same weights while one runs (from another thread) packs into its own arrays.
+    """
+
+    def __init__(self):
+        self._entries = WeakIdKeyDictionary()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _arrays(w: np.ndarray, bounds) -> list[tuple[np.ndarray, np.ndarray]]:
+        # NaN never equals W_hh's values: the first refresh packs.
+        G, H_out = w.shape
+        gates = G // bounds[-1][1]
+        return [(np.full((gates * (u1 - u0), H_out), np.nan, w.dtype),
+                 np.full((H_out, gates * (u1 - u0)), np.nan, w.dtype)) for u0, u1 in bounds]
+
+    @contextlib.contextmanager
+    def lease(self, w_hh: torch.Tensor, w: np.ndarray, bounds):
+        """(rows, columns) per member for W_hh (tensor) whose values are `w` (its array)."""
+        key = (w.shape, w.dtype, tuple(bounds))
+        with self._lock:
+            entry = self._entries.get(w_hh)
+            if entry is None or entry["key"] != key:
+                entry = {"key": key, "arrays": self._arrays(w, bounds), "busy": False}
+                self._entries[w_hh] = entry
+            busy, entry["busy"] = entry["busy"], True
+        if busy:
+            yield self._arrays(w, bounds)
+            return
+        try:
+            yield entry["arrays"]
+        finally:
+            entry["busy"] = False
+
+
+_PACKED = _PackedWeights()
+
+
 class Team:
-    """How a call splits its hidden units, and W_hh's rows packed per member.
+    """How a call splits its hidden units among the members that run its time loop.
 
     `alone`: one thread whatever the size (a projected LSTM, see the module docstring).
     """
@@ -321,38 +412,34 @@ class Team:
         # Block edges on multiples of 8 units, so that the vector loops start aligned.
         edges = [min(H, round(H * k / size / 8) * 8) for k in range(size)] + [H]
         self.bounds = list(zip(edges[:-1], edges[1:]))
-        w = _np(w_hh)
-        if size == 1:
-            self.w_own = [w]
-        else:
-            blocks = w.reshape(G // H, H, H_out)
-            self.w_own = [np.ascontiguousarray(blocks[:, u0:u1].reshape(-1, H_out))
-                          for u0, u1 in self.bounds]
+        self._w_hh, self._hidden_size = w_hh, H
         self._partials_shape = (size, 2, batch, H_out)
-        self._dtype = w.dtype
 
     @property
     def size(self) -> int:
         return len(self.bounds)
 
     def run(self, call, scratch, backward: bool = False):
-        """``call(w_own, *scratch arrays, u0, u1, sync, size[, k, partials])`` once per member,
-        all at once.
+        """``call(w, *scratch arrays, u0, u1, sync, size[, k, partials])`` once per member, all
+        at once; w: the member's rows of W_hh packed, transposed for a forward.
 
         scratch(n): the shapes of a member's scratch arrays, for its n units. A backward member
         also gets its index k and the shared partials (size, 2, B, H_out), where it leaves its
         share of dh_{t-1}.
         """
-        sync = np.zeros(2, dtype=np.int64)
-        partials = np.empty(self._partials_shape, self._dtype) if backward else None
+        w = _np(self._w_hh)
+        sync = np.zeros(kernels.SYNC_SLOTS, dtype=np.int64)
+        partials = np.empty(self._partials_shape, w.dtype) if backward else None
+        with _PACKED.lease(self._w_hh, w, self.bounds) as packed:
+            def member(k):
+                u0, u1 = self.bounds[k]
+                rows, columns = packed[k]
+                kernels.refresh_packed(w, self._hidden_size, u0, u1, rows, columns)
+                arrays = [np.empty(shape, w.dtype) for shape in scratch(u1 - u0)]
+                call(rows if backward else columns, *arrays, u0, u1, sync, self.size,
+                     *((k, partials) if backward else ()))
 
-        def member(k):
-            u0, u1 = self.bounds[k]
-            arrays = [np.empty(shape, self._dtype) for shape in scratch(u1 - u0)]
-            call(self.w_own[k], *arrays, u0, u1, sync, self.size,
-                 *((k, partials) if backward else ()))
-
-        run_members([lambda k=k: member(k) for k in range(self.size)], sync)
+            run_members([lambda k=k: member(k) for k in range(self.size)], sync)
 
 
 # -- the autograd functions ----------------------------------------------------------------------
@@ -513,16 +600,19 @@ class _RNNFunction(torch.autograd.Function):
 
 # -- inference: no autograd, no stored gates -----------------------------------------------------
 
-#: Rows of a block of the input projection. Each block's GEMM passes over all of W_ih once
-#: more (BLAS packs it per call), which 256 rows amortise to a few per cent.
+#: Rows of a block of the input projection, at most. Each block's GEMM passes over all of W_ih
+#: once more (BLAS packs it per call), which 256 rows amortise to a few per cent; a block buffer
+#: of 256 rows is 1 MiB at H = 256 (float32, LSTM), whatever the sequence's length.
 _BLOCK_ROWS = 256
 
 
-def _block_steps(steps: Steps, gates: int) -> int:
-    """Steps per input-projection block: _BLOCK_ROWS rows, but a buffer (k * B * gates * H) of
-    at most twice y's N * H, which binds only where y is small (N < 128 * gates)."""
-    B = steps.batch
-    return min(steps.count, -(-_BLOCK_ROWS // B), max(1, 2 * steps.rows // (B * gates)))
+def _block_steps(steps: Steps) -> int:
+    """Steps per input-projection block: as many as _BLOCK_ROWS rows hold (at least one).
+
+    At B = 1 that is the whole of a sequence up to 256 steps: one GEMM per gate, 20% faster than
+    two of half the rows (measured at T = 100, H = 256).
+    """
+    return min(steps.count, -(-_BLOCK_ROWS // steps.batch))
 
 
 def _records_graph(*tensors) -> bool:
@@ -530,31 +620,42 @@ def _records_graph(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors if t is not None)
 
 
+def _shared_projection(team: Team, steps: Steps, gates: int, like: np.ndarray):
+    """The block buffer the team projects into, the members' units, and steps per block."""
+    k = _block_steps(steps)
+    n_max = max(u1 - u0 for u0, u1 in team.bounds)
+    x_proj = np.empty((gates * team.size, k * steps.batch * n_max), like.dtype)
+    return x_proj, np.array(team.bounds, dtype=np.int64), k
+
+
 def _lstm_inference(steps, x, h0, c0, w):
-    """y, h_n, c_n without autograd; the block buffers are all it needs beyond them."""
+    """y, h_n, c_n without autograd; the block buffer is all it needs beyond them."""
     team = Team(w.w_hh, c0.shape[1], steps.batch, alone=w.w_hr is not None)
     y = x.new_empty(steps.rows, h0.shape[1])
     c = c0.clone(memory_format=torch.contiguous_format)   # c0 in, c_n out
     xn, w_ihn, h0n, cn, yn = _np(x), _np(w.w_ih), _np(h0), c.numpy(), y.numpy()
     bias, w_hrn = _np(_bias(w.b_ih, w.b_hh, size=w.w_ih.shape[0], like=x)), _projection(w.w_hr, c0)
-    B, H, k = steps.batch, c0.shape[1], _block_steps(steps, 4)
-    team.run(lambda w_own, *t: kernels.lstm_inference(
-        steps.starts, steps.sizes, xn, w_ihn, bias, w_own, w_hrn, h0n, cn, yn, *t),
-        lambda n: [((1 + k) * B, 4 * n), (B if w.w_hr is not None else 0, H)])
+    x_proj, bounds, k = _shared_projection(team, steps, 4, xn)
+    B, H = steps.batch, c0.shape[1]
+    team.run(lambda w_cols, *t: kernels.lstm_inference(
+        steps.starts, steps.sizes, xn, w_ihn, bias, w_cols, w_hrn, h0n, cn, yn, x_proj, bounds,
+        k, *t),
+        lambda n: [(B, 4 * n), (B if w.w_hr is not None else 0, H)])
     return y, steps.last(y), c
 
 
 def _gru_inference(steps, x, h0, w):
-    """y, h_n without autograd; the block buffers are all it needs beyond them."""
+    """y, h_n without autograd; the block buffer is all it needs beyond them."""
     G = w.w_ih.shape[0]
     team = Team(w.w_hh, h0.shape[1], steps.batch)
     y = x.new_empty(steps.rows, h0.shape[1])
     xn, w_ihn, h0n, yn = _np(x), _np(w.w_ih), _np(h0), y.numpy()
     b_ihn, b_hhn = _np(_bias(w.b_ih, size=G, like=x)), _np(_bias(w.b_hh, size=G, like=x))
-    B, k = steps.batch, _block_steps(steps, 3)
-    team.run(lambda w_own, *t: kernels.gru_inference(
-        steps.starts, steps.sizes, xn, w_ihn, b_ihn, w_own, b_hhn, h0n, yn, *t),
-        lambda n: [((1 + k) * B, 3 * n)])
+    x_proj, bounds, k = _shared_projection(team, steps, 3, xn)
+    team.run(lambda w_cols, *t: kernels.gru_inference(
+        steps.starts, steps.sizes, xn, w_ihn, b_ihn, w_cols, b_hhn, h0n, yn, x_proj, bounds, k,
+        *t),
+        lambda n: [(steps.batch, 3 * n)])
     return y, steps.last(y)
 
 

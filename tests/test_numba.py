@@ -4,11 +4,14 @@ its buffers. (The shared conformance and interface suites cover it like every ot
 implementation; they ask for gradients, so they reach only its training path.) Its element
 maths are checked one by one in test_numba_equations.py."""
 
+import concurrent.futures
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numba
@@ -395,8 +398,9 @@ def test_inference_matches_reference_and_the_training_path(cell, case, mode, tea
     x, state = _inputs(cell, I, H, seed=team, **shape)
     steps = numba_rnn.Steps(torch.tensor([sum(n > t for n in shape["lengths"]) for t in range(45)])
                             if "lengths" in shape else torch.full((45,), 3))
+    monkeypatch.setattr(numba_rnn, "_BLOCK_ROWS", 64)
     if cell in ("lstm", "gru"):   # the RNN's forward already stores nothing but y
-        k = numba_rnn._block_steps(steps, impls.GATES[cell])
+        k = numba_rnn._block_steps(steps)
         assert 1 < k < 45 and 45 % k
     assert numba_rnn.team_size(cell, 3, H, options.get("proj_size", 0)) == (
         1 if options else team)
@@ -504,7 +508,7 @@ _CHILD = textwrap.dedent("""
             with torch.no_grad():
                 layer(x)
     kernels = [K.lstm_forward, K.lstm_backward, K.lstm_inference, K.gru_forward,
-               K.gru_backward, K.gru_inference, K.rnn_forward, K.rnn_backward]
+               K.gru_backward, K.gru_inference, K.rnn_forward, K.rnn_backward, K.refresh_packed]
     import numba
     try:
         layer_name = numba.threading_layer()
@@ -528,7 +532,7 @@ def test_a_fresh_process_loads_every_kernel_from_the_cache():
     _child()                                     # compiles whatever the cache still lacks
     again = _child()
     assert again["misses"] == 0
-    assert again["hits"] == 8 * 2                # 8 kernels x (float32, float64)
+    assert again["hits"] == 9 * 2                # 9 kernels x (float32, float64)
     # numba's own thread pool never started: no kernel is parallel=True.
     assert again["numba_threading_layer"] is None
 
@@ -541,14 +545,14 @@ def test_no_kernel_is_numba_parallel():
 
 def test_team_size_never_exceeds_numba_threads_or_units(monkeypatch):
     monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 2)
-    big = numba_rnn._MIN_STEP_MACS_FOR_TEAM  # B * 4H * H at H=256, B=8: 2**21
+    big = numba_rnn._MIN_STEP_MACS_FOR_TEAM  # B * 4H * H at H=256, B=1: 2**18 >= 2**17
 
     def size(H, batch, **kwargs):
         return numba_rnn.Team(torch.zeros(4 * H, H), H, batch, **kwargs).size
     expected = 2 if numba_rnn._BLAS.available else 1
-    assert size(256, big // (4 * 256 * 256)) == expected
+    assert size(256, 1) == expected                            # batch 1 is worth a team
     assert size(15, big) == 1                                  # < 8 units per thread
-    assert size(256, 1) == 1                                   # too little work per step
+    assert size(128, 1) == 1                                   # too little work per step
     assert size(256, 64, alone=True) == 1                      # a projected LSTM
     assert numba_rnn.team_size("lstm", 64, 256, proj_size=128) == 1
     monkeypatch.setattr(numba_rnn, "_numba_threads", lambda: 1)
@@ -626,3 +630,133 @@ def test_a_failing_member_releases_the_team(monkeypatch):
 
     with pytest.raises(RuntimeError, match="member failed"):
         team.run(member, lambda n: [(B, n)])
+
+
+# -- the recurrent product, the packed weights, the team's CPUs ----------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 3, numba_kernels.SMALL_ROWS, numba_kernels.SMALL_ROWS + 1])
+@pytest.mark.parametrize("K", [4, 13])
+def test_product_is_a_times_w_in_either_order(dtype, rows, K):
+    """Its own loop (up to SMALL_ROWS rows, blocks of four rows of w and a remainder) and
+    BLAS beyond, forwards and in reverse, against a float64 product."""
+    gen = np.random.default_rng(rows * K)
+    a, w = gen.standard_normal((rows, K)).astype(dtype), gen.standard_normal((K, 37)).astype(dtype)
+    exact = a.astype(np.float64) @ w.astype(np.float64)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
+    for reverse in (False, True):
+        out = np.full((rows, 37), np.nan, dtype)
+        numba_kernels.product(a, w, out, reverse)
+        np.testing.assert_allclose(out, exact, **tol)
+
+
+def test_refresh_packed_packs_a_members_rows_and_only_when_they_changed():
+    H, gates, u0, u1 = 12, 3, 4, 10
+    w_hh = np.random.default_rng(0).standard_normal((gates * H, H))
+    n = u1 - u0
+    rows, columns = np.full((gates * n, H), np.nan), np.full((H, gates * n), np.nan)
+    assert numba_kernels.refresh_packed(w_hh, H, u0, u1, rows, columns)
+    expected = np.concatenate([w_hh[g * H + u0:g * H + u1] for g in range(gates)])
+    np.testing.assert_array_equal(rows, expected)
+    np.testing.assert_array_equal(columns, expected.T)
+    assert not numba_kernels.refresh_packed(w_hh, H, u0, u1, rows, columns)
+    w_hh[2 * H + u1 - 1, H - 1] += 1.0                         # the last element of the last row
+    assert numba_kernels.refresh_packed(w_hh, H, u0, u1, rows, columns)
+    assert columns[H - 1, gates * n - 1] == w_hh[2 * H + u1 - 1, H - 1]
+    w_hh[0, 0] = np.nan                                        # never equal: packed every time
+    assert numba_kernels.refresh_packed(w_hh, H, 0, u1, np.full((gates * u1, H), np.nan),
+                                        np.full((H, gates * u1), np.nan))
+
+
+@pytest.mark.parametrize("team", [1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_weights_changed_in_place_or_through_data_are_seen(cell, team, monkeypatch):
+    """The packed copies kept between calls follow W_hh whatever changed it."""
+    _force_team(monkeypatch, team)
+    I, H = 3, 16
+    ref, layer = _layers(cell, I, H)
+    x, state = _inputs(cell, I, H, seed=1, T=6, B=2)
+    for change in ("first call", "in place", ".data"):
+        weights = _weights(cell, I, H, seed=len(change))
+        ref.load_state_dict(weights)
+        w_hh = weights.pop("weight_hh_l0")
+        layer.load_state_dict(weights, strict=False)
+        if change == ".data":
+            layer.weight_hh_l0.data.copy_(w_hh)
+        else:
+            with torch.no_grad():
+                layer.weight_hh_l0.copy_(w_hh)
+        with torch.no_grad():
+            got, expected = _forward(layer, cell, x, state), _forward(ref, cell, x, state)
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-10, msg=change)
+
+
+def test_calls_from_two_threads_on_the_same_weights_agree(monkeypatch):
+    """A second call while one runs packs into its own arrays instead of sharing them."""
+    _force_team(monkeypatch, 1)
+    cell, I, H = "lstm", 4, 24
+    ref, layer = _layers(cell, I, H)
+    weights = _weights(cell, I, H, seed=3)
+    for module in (ref, layer):
+        module.load_state_dict(weights)
+    inputs = [_inputs(cell, I, H, seed=s, T=40, B=2) for s in range(8)]
+    with torch.no_grad():
+        expected = [_forward(ref, cell, x, state) for x, state in inputs]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda xs: _forward(layer, cell, *xs), inputs))
+    for g, e in zip(got, expected):
+        for a, b in zip(g, e):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_a_late_member_finds_the_projection_done(monkeypatch):
+    """Members claim the input projection task by task: one that starts 50 ms late does none
+    of it, and the result is the same."""
+    if not numba_rnn._BLAS.available:
+        pytest.skip("the BLAS behind numba's np.dot has no thread control: one thread only")
+    _force_team(monkeypatch, 2)
+    cell, I, H = "gru", 5, 32
+    ref, layer = _layers(cell, I, H)
+    weights = _weights(cell, I, H, seed=4)
+    for module in (ref, layer):
+        module.load_state_dict(weights)
+    x, state = _inputs(cell, I, H, seed=5, T=30, B=1)
+    kernel, late = numba_kernels.gru_inference, []
+
+    def member(*args):
+        u0, sync = args[-4], args[-2]
+        if u0 > 0:                                             # not the caller
+            time.sleep(0.05)
+            late.append(int(sync[numba_kernels.SYNC_DONE]))
+        kernel(*args)
+
+    monkeypatch.setattr(numba_rnn.kernels, "gru_inference", member)
+    with torch.no_grad():
+        got = _forward(layer, cell, x, state)
+    assert late == [3 * 2]                                     # 3 gates x 2 members, all done
+    for g, e in zip(got, _forward(ref, cell, x, state)):
+        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-10)
+
+
+def test_members_get_distinct_cpus_the_callers_first(monkeypatch):
+    if numba_rnn._cpus_for(1) is None:
+        pytest.skip("no sched_setaffinity or sched_getcpu here")
+    here = numba_rnn._sched_getcpu()
+    monkeypatch.setattr(numba_rnn.os, "sched_getaffinity", lambda pid: {here + 20, here, here + 10})
+    assert numba_rnn._cpus_for(3) == [here, here + 10, here + 20]
+    assert numba_rnn._cpus_for(2) == [here, here + 10]
+    assert numba_rnn._cpus_for(4) is None                      # fewer CPUs than members
+    monkeypatch.setattr(numba_rnn.os, "sched_getaffinity", lambda pid: {here + 100, here + 101})
+    assert numba_rnn._cpus_for(2) is None                      # this thread's CPU not allowed
+
+
+def test_a_member_is_bound_while_it_runs_and_released_after():
+    if numba_rnn._cpus_for(1) is None:
+        pytest.skip("no sched_setaffinity or sched_getcpu here")
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    seen = []
+    numba_rnn._bound_to(cpu, lambda: seen.append(os.sched_getaffinity(0)))
+    assert seen == [{cpu}] and os.sched_getaffinity(0) == before

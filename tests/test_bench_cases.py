@@ -174,6 +174,8 @@ def test_numba_targets_profile_holds_the_target_cases():
     expected = {Case(cell, mode, T=100, B=B, I=256, H=256, threads=threads)
                 for cell in ("lstm", "gru") for mode in ("inference", "training")
                 for B in (1, 64) for threads in (1, 2)}
+    expected |= {Case(cell, mode, T=100, B=1, I=512, H=512, threads=2)
+                 for cell in ("lstm", "gru") for mode in ("inference", "training")}
     expected |= {Case(cell, "training", T=1000, B=32, I=128, H=128, threads=2)
                  for cell in ("lstm", "gru")}
     assert set(cases.PROFILES["numba-targets"].cases(cuda_available=True, cores=2)) == expected

@@ -137,7 +137,7 @@ def test_list_shows_cases_and_na(capsys):
     assert cli.main(["--profile", "numba-targets", "--list"]) == 0
     out = capsys.readouterr().out
     cores = usable_cores()
-    cases = 10 + 8 * (cores > 1)  # the B=1 and B=64 cases also on one core
+    cases = 14 + 8 * (cores > 1)  # the B=1 and B=64 cases also on one core
     assert f"profile numba-targets: {cases} cases, baseline torch, 3 worker processes" in out
     assert f"  lstm/training/T1000/B32/I128/H128/float32/cpu/t{cores}: " in out
     assert "N/A: reference (no float32 support (has float64))" in out

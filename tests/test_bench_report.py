@@ -3,6 +3,7 @@
 import pytest
 
 from bench.report import markdown as report
+from bench.report import targets
 from bench.speed import costs, results, stats
 from bench.speed.cases import QUICK_TIMING, Case, Plan
 
@@ -228,3 +229,42 @@ def test_figures_are_drawn_and_linked(results_file, text):
     for name in names:
         assert (figures / name).read_bytes()[:8] == PNG_MAGIC
         assert f"(figures/{name})" in text
+
+
+def _numba_against_torch(case, over_limit):
+    """A record where numba takes twice torch's time, and its step is `over_limit` times the
+    streaming limit measured with the case."""
+    r = record(case)
+    torch_entry, numba_entry = r["implementations"]["fast"], r["implementations"]["slow"]
+    r["implementations"] = {"torch": torch_entry, "numba": numba_entry}
+    streams = 2 if case.mode == "training" else 1
+    step = numba_entry["time"]["median"] / case.T
+    r["stream_limit"] = {"status": "ok", "bytes": 2 ** 20, "threads": case.threads,
+                         "per_thread_bytes": 2 ** 20 // case.threads,
+                         "pass_s": step / over_limit / streams, "gb_per_s": 50.0,
+                         "samples_s": [step / over_limit / streams], "streams": streams}
+    return r
+
+
+def test_batch_1_steps_are_set_against_the_streaming_limit_and_judged():
+    records = [_numba_against_torch(Case(cell, mode, T=100, B=1, I=256, H=256, threads=2),
+                                    1.5 if mode == "inference" else 3.0)
+               for cell in ("lstm", "gru") for mode in ("inference", "training")]
+    lines = report._limit_table(records)
+    assert lines[0] == "## Batch 1 against the cache-streaming limit"
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines
+            if line.startswith("| lstm inference")]
+    assert [row[5] for row in rows] == ["torch", "numba"]
+    assert rows[1][7] == "1.50" and rows[0][7] == "0.75"      # torch: half numba's time
+    judged = {row["target"]: row for row in targets.evaluate(records)}
+    limit = judged["LSTM forward, B=1, I=256 H=256, 2 thread(s)"]
+    assert limit["against"] == "streaming limit" and limit["met"] is True
+    assert limit["measured"] == pytest.approx(1.5)
+    assert judged["GRU forward+backward, B=1, I=256 H=256, 2 thread(s)"]["met"] is False
+    speed = judged["LSTM forward, B=1, I=H=256, 2 thread(s)"]
+    assert speed["bound"] == "<= 0.5x" and speed["measured"] == pytest.approx(2.0, rel=0.05)
+    assert speed["met"] is False
+    assert judged["GRU forward+backward, B=1, I=H=256, 2 thread(s)"]["bound"] == "<= 0.6x"
+    without = [dict(r, stream_limit={"status": "failed", "message": "x"}) for r in records]
+    assert report._limit_table(without) == []
+    assert not any(row["against"] == "streaming limit" for row in targets.evaluate(without))

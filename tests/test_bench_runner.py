@@ -3,11 +3,12 @@
 import dataclasses
 import functools
 
+import numpy as np
 import pytest
 import rnnbench_test_impls
 import torch
 
-from bench.speed import costs, gemm_peak, results, runner
+from bench.speed import costs, gemm_peak, results, runner, stream_limit
 from bench.speed.cases import Case, Plan, Timing
 
 FAST = Timing(target_s=0.001, min_repeats=3, max_repeats=3, warmup_max_s=0.001, budget_s=60.0,
@@ -166,3 +167,45 @@ def test_the_fresh_process_is_measured_once_per_setting_at_the_most_cores():
     assert record["implementations"]["torch"]["fresh_process"] == {
         "status": "measured with", "case": two.key}
     assert runner.fresh_elsewhere(two, plan) is None
+
+
+def test_the_stream_limit_reads_every_byte_and_keeps_the_best_round():
+    share = np.arange(64 * 10, dtype=np.float32).reshape(64, 10)
+    assert stream_limit._read(share, 3) == pytest.approx(3 * float(share.sum()))
+    assert stream_limit.weight_bytes(4, 256, "float32") == 2 ** 20
+    limit = stream_limit.measure(2 ** 16, 2, rounds=3, seconds_per_round=0.001)
+    assert limit["threads"] == 2 and limit["bytes"] == 2 ** 16
+    assert limit["per_thread_bytes"] == 2 ** 15
+    assert len(limit["samples_s"]) == 3 and limit["pass_s"] == min(limit["samples_s"]) > 0
+    assert limit["gb_per_s"] == pytest.approx(2 ** 16 / limit["pass_s"] / 1e9)
+    with pytest.raises(ValueError, match="float16"):
+        stream_limit.measure(2 ** 16, 1, "float16")
+    with pytest.raises(ValueError, match="4 elements per thread"):
+        stream_limit.measure(24, 2)
+
+
+def test_a_batch_1_cpu_case_gets_the_stream_limit_of_its_weights(monkeypatch):
+    calls = []
+
+    def fake(nbytes, threads, dtype):
+        calls.append((nbytes, threads, dtype))
+        return {"bytes": nbytes, "threads": threads, "per_thread_bytes": nbytes // threads,
+                "pass_s": 1e-6, "gb_per_s": nbytes / 1e-6 / 1e9, "samples_s": [1e-6]}
+
+    monkeypatch.setattr(stream_limit, "measure", fake)
+    one = [Case(cell, "training", T=3, B=1, I=4, H=8) for cell in ("lstm", "gru")]
+    lstm, gru = runner.measure_group(one, plan_for(one, ["torch"]), {})
+    assert calls == [(4 * 8 * 8 * 4, 1, "float32"), (3 * 8 * 8 * 4, 1, "float32")]
+    assert lstm["stream_limit"]["streams"] == 2 and lstm["stream_limit"]["status"] == "ok"
+    [batch_2] = runner.measure_group([Case("gru", "inference", T=3, B=2, I=4, H=8)],
+                                     plan_for([Case("gru", "inference", T=3, B=2, I=4, H=8)],
+                                              ["torch"]), {})
+    assert "stream_limit" not in batch_2 and len(calls) == 2
+
+    def failing(*args):
+        raise RuntimeError("no CPUs")
+
+    monkeypatch.setattr(stream_limit, "measure", failing)
+    [record] = runner.measure_group(one[:1], plan_for(one[:1], ["torch"]), {})
+    assert record["stream_limit"] == {"status": "failed", "message": "RuntimeError: no CPUs"}
+    assert record["implementations"]["torch"]["status"] == "ok"

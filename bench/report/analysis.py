@@ -72,3 +72,22 @@ def fastest(record: dict, seed: int = 0) -> dict | None:
         out["runner_up"] = second
         out["margin"] = stats.ratio_of_medians(entry["samples_s"], best["samples_s"], seed=seed)
     return out
+
+
+def limit_step_s(record: dict) -> float | None:
+    """A batch-1 case's limit per step: W_hh read once per pass (`streams`) at the speed
+    measured just before its timing; None where the case has none."""
+    limit = record.get("stream_limit") or {}
+    if limit.get("status") != "ok":
+        return None
+    return limit["streams"] * limit["pass_s"]
+
+
+def over_limit(record: dict, entry: dict) -> tuple[float, float] | None:
+    """(step time, step time / the limit per step) of an implementation in a batch-1 case: its
+    median call over the case's T steps."""
+    limit = limit_step_s(record)
+    if limit is None or entry.get("status") != "ok":
+        return None
+    step = entry["time"]["median"] / record["case"]["T"]
+    return step, step / limit

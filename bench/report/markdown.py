@@ -9,7 +9,8 @@ interval), tokens/s, GFLOP/s and their fraction of the GEMM peak measured in the
 the fresh-process peak memory beside the bytes BPTT must keep, the fresh-process first
 call, the threads that ran and the kernel. Stacked, bidirectional and variable-length
 layers get tables of their own, with the same columns. Then the GRU/LSTM ratios (each from
-one group, timed together) and, where the run holds their cases, the numba kernels' targets.
+one group, timed together), batch-1 step times against the cache-streaming limit measured
+with each case, and, where the run holds their cases, the numba kernels' targets.
 """
 
 from __future__ import annotations
@@ -316,6 +317,33 @@ def _summary(cases: list[dict], cores: int | None) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
+def _limit_table(cases: list[dict]) -> list[str]:
+    """Batch-1 step times against the cache-streaming limit measured with each case."""
+    held = [r for r in sorted(cases, key=_order) if analysis.limit_step_s(r) is not None]
+    if not held:
+        return []
+    lines = ["## Batch 1 against the cache-streaming limit", "",
+             "At batch 1 a step is a matrix-vector product over weights that sit in the "
+             "cores' caches, so its limit is how fast the cores read them "
+             "(`bench/speed/stream_limit.py`): W_hh's bytes split over the case's threads, "
+             "each bound to a CPU and reading its share in alternating direction, measured "
+             "just before the case was timed; once per step forward, twice forward+backward. "
+             "step = median call / T; × limit = step / limit (1 = reading the weights is all "
+             "a step costs; the input projection, the gate maths and the barrier come on top). "
+             "Large batches are held to the GEMM peak instead (GFLOP/s, % peak above).", "",
+             "| case | cores | W_hh | limit per step | read speed | implementation | step | "
+             "× limit |", "|---|---|---|---|---|---|---|---|"]
+    for r in held:
+        c, limit = r["case"], r["stream_limit"]
+        lead = (f"{c['cell']} {c['mode']}, T={c['T']} I={c['I']} H={c['H']} {c['dtype']} | "
+                f"{c['threads']} | {_mib(limit['bytes'])} MiB | "
+                f"{analysis.limit_step_s(r) * 1e6:.3g} µs | {limit['gb_per_s']:.3g} GB/s")
+        for name, entry in analysis.ok_entries(r):
+            step, over = analysis.over_limit(r, entry)
+            lines.append(f"| {lead} | {name} | {step * 1e6:.3g} µs | {over:.2f} |")
+    return lines + [""]
+
+
 def _order(record: dict):
     c = Case.from_dict(record["case"])
     return (-c.threads, c.device, c.dtype, c.cell, c.mode, c.layers, c.bidirectional,
@@ -405,6 +433,7 @@ def render(data: dict, figure_paths: list[tuple[str, Path]], out_dir: Path,
                   *_case_table(records, plan["baseline"]), ""]
     lines += _variant_tables(variants, plan["baseline"])
     lines += _gru_lstm_table(cases)
+    lines += _limit_table(cases)
     lines += targets.markdown(cases)
     lines += _failures(cases)
     return "\n".join(lines).rstrip() + "\n"

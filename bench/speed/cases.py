@@ -424,9 +424,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile(
         name="numba-targets",
         description="the cases of the numba kernels' targets (bench/report/targets.py): "
-                    "I=H=256, T=100, B=1 and 64 on all cores and on one; training memory "
-                    "at T=1000, B=32, I=H=128 (the default profile holds them all too)",
+                    "I=H=256, T=100, B=1 and 64 on all cores and on one; B=1 at I=H=512 on "
+                    "all cores; training memory at T=1000, B=32, I=H=128",
         grids=(Grid(T=(100,), B=(1, 64), H=(256,), threads=(ALL_CORES, 1)),
+               Grid(T=(100,), B=(1,), H=(512,)),
                Grid(T=(1000,), B=(32,), H=(128,), modes=("training",))),
         timing=DEFAULT_TIMING,
         cells=("lstm", "gru"),

@@ -24,7 +24,8 @@ Schema ``rnnbench.bench-results``, version 2::
          "group": "training/T100/B64/I256/H256/float32/cpu/t2",   timed together
          "case": <case>, "flops": <GEMM FLOPs of one call>,
          "must_keep_bytes": <bytes BPTT must keep>,
-         "implementations": {"<name>": <entry>, ...}}   # the case's implementations
+         "implementations": {"<name>": <entry>, ...},   # the case's implementations
+         "stream_limit": <limit>}          # batch-1 CPU cases only (files before: none)
       ]
     }
 
@@ -58,6 +59,12 @@ Schema ``rnnbench.bench-results``, version 2::
                "memory_method": "peak RSS increase" | ...}
             | {"status": "measured with", "case": <key>}   the same setting at more cores
             | a failed entry without "fresh_process"
+
+    <limit> = {"status": "ok", "bytes": <W_hh's bytes>, "threads": n, "per_thread_bytes",
+               "pass_s": <one read of all of them, slowest thread, best round>,
+               "gb_per_s", "samples_s": [<each round's>],
+               "streams": 1 (forward) | 2 (forward+backward: W_hh read in each)}
+            | {"status": "failed", "message": "..."}       see bench.speed.stream_limit
 
 Times are seconds, memory bytes. A reader should check ``schema`` and ``schema_version``
 (`load` does); a change of meaning bumps the version.

@@ -7,7 +7,9 @@ another or the timing), then the timing of every (implementation, cell) of the g
 interleaved in the same worker processes (`bench.speed.timing`), so that both the ratio to
 the baseline and the GRU/LSTM ratio are taken within one run; then the statistics,
 throughput, GFLOP/s against the GEMM peak of this run, and the ratio of medians against the
-baseline implementation. The group's records are written together.
+baseline implementation. A batch-1 CPU case also gets the cache-streaming limit of its
+weights on its threads, measured just before its timing (`bench.speed.stream_limit`). The
+group's records are written together.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from __future__ import annotations
 import dataclasses
 
 import impls
-from bench.speed import costs, fresh_process, gemm_peak, stats, timing
+from bench.speed import costs, fresh_process, gemm_peak, stats, stream_limit, timing
 from bench.speed.cases import Case, Plan, groups
 from bench.speed.results import RunFile
 from bench.workload import unsupported_reason
+from impls import GATES
 
 
 def peak_key(case: Case) -> str:
@@ -70,6 +73,26 @@ def label(impl_name: str, case: Case) -> str:
     return f"{impl_name} {case.cell}"
 
 
+def has_stream_limit(case: Case) -> bool:
+    """Whether a case is held to the cache-streaming limit: batch 1 on a CPU, one layer in one
+    direction, weights of a dtype a CPU kernel streams."""
+    return (case.device == "cpu" and case.B == 1 and not case.variant
+            and case.dtype in stream_limit.ITEMSIZE)
+
+
+def _stream_limit(case: Case, progress) -> dict:
+    """The streaming limit of a case's W_hh on its threads, measured now (just before the
+    case's timing), or why it could not be."""
+    if progress:
+        progress.show(f"{case.key}: cache-streaming limit")
+    nbytes = stream_limit.weight_bytes(GATES[case.cell], case.H, case.dtype)
+    try:
+        limit = stream_limit.measure(nbytes, case.threads, case.dtype)
+    except Exception as exc:  # recorded; the run goes on without it
+        return {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+    return {"status": "ok", "streams": 2 if case.mode == "training" else 1, **limit}
+
+
 def measure_group(cases: list[Case], plan: Plan, peaks: dict, progress=None) -> list[dict]:
     """The results records of one group of cases (schema in `bench.speed.results`)."""
     entries: dict[str, dict[str, dict]] = {case.key: {} for case in cases}
@@ -96,6 +119,7 @@ def measure_group(cases: list[Case], plan: Plan, peaks: dict, progress=None) -> 
                                                plugins=plan.plugins,
                                                budget_s=plan.timing.budget_s)
 
+    limits = {case.key: _stream_limit(case, progress) for case in cases if has_stream_limit(case)}
     timed = timing.time_group(runnable, plan.timing, seed=plan.seed, plugins=plan.plugins,
                               baseline=plan.baseline, progress=progress)
     for key, (name, case) in runnable.items():
@@ -108,10 +132,13 @@ def measure_group(cases: list[Case], plan: Plan, peaks: dict, progress=None) -> 
     records = []
     for case in cases:
         _ratios(entries[case.key], plan.baseline, plan.seed)
-        records.append({"key": case.key, "group": case.group, "case": case.to_dict(),
-                        "flops": costs.flops(case), "must_keep_bytes": costs.must_keep_bytes(case),
-                        "implementations": {name: entries[case.key][name]
-                                            for name in plan.implementations_of(case)}})
+        record = {"key": case.key, "group": case.group, "case": case.to_dict(),
+                  "flops": costs.flops(case), "must_keep_bytes": costs.must_keep_bytes(case),
+                  "implementations": {name: entries[case.key][name]
+                                      for name in plan.implementations_of(case)}}
+        if case.key in limits:
+            record["stream_limit"] = limits[case.key]
+        records.append(record)
     return records
 
 

@@ -304,6 +304,32 @@ SYNC_ARRIVALS, SYNC_ABORT, SYNC_CLAIMED, SYNC_DONE = 0, 1, 2, 3
 SYNC_SLOTS = 4
 
 
+@intrinsic
+def _cycles(typingctx):
+    # The CPU's cycle counter (the TSC on x86): a clock a nopython loop can read.
+    sig = types.int64()
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                            "llvm.readcyclecounter")
+        return builder.call(fn, [])
+    return sig, codegen
+
+
+@njit(**_JIT)
+def spin_while(flag, value, max_cycles):
+    """Spin while flag[0] == value, at most `max_cycles` of the cycle counter; whether it
+    changed. How a woken team member waits for its job (`impls.numba_rnn._Pool.wake`)."""
+    start, spins = _cycles(), 0
+    while _atomic_load(flag, 0) == value:
+        if _cycles() - start > max_cycles:
+            return False
+        spins += 1
+        if spins > SPINS_BEFORE_YIELD:
+            _sched_yield()
+    return True
+
+
 @njit(**_JIT)
 def _wait(sync, slot, target):
     """Wait until sync[slot] reaches `target`; False if the team was aborted meanwhile."""

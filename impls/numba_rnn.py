@@ -289,13 +289,14 @@ class _Pool:
                 self._workers = workers
             return self._executor
 
-    def wake(self, workers: int) -> None:
-        """Start `workers` threads spinning for the members of a call about to be made."""
+    def wake(self, workers: int) -> list[concurrent.futures.Future]:
+        """Start `workers` threads spinning for the members of a call about to be made (each
+        future: whether members came before the spin ran out)."""
         if workers < 1:
-            return
+            return []
         executor, seen = self.get(workers), int(self._posted[0])
-        for _ in range(workers):
-            executor.submit(kernels.spin_while, self._posted, seen, self.SPIN_CYCLES)
+        return [executor.submit(kernels.spin_while, self._posted, seen, self.SPIN_CYCLES)
+                for _ in range(workers)]
 
     def release(self) -> None:
         """End the spinning of woken threads: members are posted, or none will be."""

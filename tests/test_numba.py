@@ -760,3 +760,15 @@ def test_a_member_is_bound_while_it_runs_and_released_after():
     seen = []
     numba_rnn._bound_to(cpu, lambda: seen.append(os.sched_getaffinity(0)))
     assert seen == [{cpu}] and os.sched_getaffinity(0) == before
+
+
+def test_woken_threads_spin_until_released_and_give_up_alone(monkeypatch):
+    assert not numba_kernels.spin_while(np.zeros(1, dtype=np.int64), 0, 10_000)  # times out
+    assert numba_kernels.spin_while(np.ones(1, dtype=np.int64), 0, 10_000)      # not equal
+    monkeypatch.setattr(numba_rnn._POOL, "SPIN_CYCLES", 10 ** 11)  # far longer than the test
+    spinning = numba_rnn._POOL.wake(2)
+    assert len(spinning) == 2
+    time.sleep(0.05)
+    assert not any(f.done() for f in spinning)
+    numba_rnn._POOL.release()
+    assert all(f.result(timeout=5) for f in spinning)         # released, not timed out

@@ -23,13 +23,16 @@ Threads: a large enough problem runs on a team of threads, as many as numba's th
 for the calling thread (`numba.get_num_threads()`, which `numba.set_num_threads` lowers at
 run time; NUMBA_NUM_THREADS, the cores by default, until then), each owning a block of hidden
 units (see `impls.numba_kernels`); the calling thread is one of them, the others come from a
-small pool. While a team runs, the BLAS that the kernels' `np.dot` calls (scipy's) is held to
-one thread, so team size x BLAS threads never exceeds numba's thread count, and no idle BLAS
-worker is left spinning against torch's own threads. Where that BLAS's thread count cannot be
-set, the team is one thread.
+small pool, woken as the call begins (`_Pool`) and each bound to a CPU of its own while it
+runs (`run_members`). While a team runs, the BLAS that the kernels' `np.dot` calls (scipy's)
+is held to one thread, so team size x BLAS threads never exceeds numba's thread count, and no
+idle BLAS worker is left spinning against torch's own threads. Where that BLAS's thread count
+cannot be set, the team is one thread.
 
 Memory: the backward overwrites the gate buffer with the gate gradients (that is what keeps
-training memory at what BPTT must store) and drops the buffers when it returns. A second
+training memory at what BPTT must store) and drops the buffers when it returns. Each weight
+W_hh has two packed copies (its members' rows, and their transpose) for as long as it lives
+(`_PackedWeights`): twice W_hh, 2 MiB for an LSTM at H = 256. A second
 backward through the same graph (`retain_graph=True`, gradcheck) recomputes them from the
 saved inputs first, so it costs one more forward instead of memory held for a rare case.
 """

@@ -322,16 +322,20 @@ def _cpus_for(members: int) -> list[int] | None:
 
 
 def _bound_to(cpu: int | None, member) -> None:
-    """Run `member` with this thread bound to `cpu`, its CPUs as before afterwards."""
-    if cpu is None:
-        member()
-        return
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
+    """Run `member` with this thread bound to `cpu`, its CPUs as before afterwards (unbound
+    where the system refuses: binding only makes it faster)."""
+    before = None
+    if cpu is not None:
+        try:
+            before = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {cpu})
+        except OSError:
+            before = None
     try:
         member()
     finally:
-        os.sched_setaffinity(0, before)
+        if before is not None:
+            os.sched_setaffinity(0, before)
 
 
 def run_members(members, sync: np.ndarray) -> None:

@@ -772,3 +772,20 @@ def test_woken_threads_spin_until_released_and_give_up_alone(monkeypatch):
     assert not any(f.done() for f in spinning)
     numba_rnn._POOL.release()
     assert all(f.result(timeout=5) for f in spinning)         # released, not timed out
+
+
+def test_a_team_runs_unbound_where_binding_is_refused(monkeypatch):
+    """Binding a thread to a CPU is an optimisation: where the system refuses it (a sandbox),
+    the team runs anyway and gets the same result."""
+    _force_team(monkeypatch, 2)
+
+    def refused(pid, cpus):
+        raise PermissionError("sched_setaffinity refused")
+
+    monkeypatch.setattr(numba_rnn.os, "sched_setaffinity", refused)
+    cell, I, H = "lstm", 3, 16
+    ref, layer = _layers(cell, I, H)
+    weights = _weights(cell, I, H, seed=6)
+    x, state = _inputs(cell, I, H, seed=7, T=5, B=2)
+    _assert_match(_run(layer, cell, weights, x, state), _run(ref, cell, weights, x, state),
+                  "binding refused")

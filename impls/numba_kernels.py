@@ -304,32 +304,6 @@ SYNC_ARRIVALS, SYNC_ABORT, SYNC_CLAIMED, SYNC_DONE = 0, 1, 2, 3
 SYNC_SLOTS = 4
 
 
-@intrinsic
-def _cycles(typingctx):
-    # The CPU's cycle counter (the TSC on x86): a clock a nopython loop can read.
-    sig = types.int64()
-
-    def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
-                                            "llvm.readcyclecounter")
-        return builder.call(fn, [])
-    return sig, codegen
-
-
-@njit(**_JIT)
-def spin_while(flag, value, max_cycles):
-    """Spin while flag[0] == value, at most `max_cycles` of the cycle counter; whether it
-    changed. How a woken team member waits for its job (`impls.numba_rnn._Pool.wake`)."""
-    start, spins = _cycles(), 0
-    while _atomic_load(flag, 0) == value:
-        if _cycles() - start > max_cycles:
-            return False
-        spins += 1
-        if spins > SPINS_BEFORE_YIELD:
-            _sched_yield()
-    return True
-
-
 @njit(**_JIT)
 def _wait(sync, slot, target):
     """Wait until sync[slot] reaches `target`; False if the team was aborted meanwhile."""
@@ -417,6 +391,21 @@ def product(a, w, out, reverse):
 
 
 @njit(**_JIT)
+def _same_rows(w_hh, H, u0, u1, rows):
+    """Whether `rows` (gates*n, H_out) holds W_hh's rows of units u0:u1, gate by gate."""
+    n = u1 - u0
+    for g in range(rows.shape[0] // n):
+        for r in range(n):
+            src, dst = w_hh[g * H + u0 + r], rows[g * n + r]
+            differs = False
+            for j in range(src.size):           # no early exit: the row's test vectorises
+                differs |= src[j] != dst[j]
+            if differs:
+                return False
+    return True
+
+
+@njit(**_JIT)
 def refresh_packed(w_hh, H, u0, u1, rows, columns):
     """Keep a member's packed copies of its rows of W_hh (gates*H, H_out) current.
 
@@ -425,23 +414,10 @@ def refresh_packed(w_hh, H, u0, u1, rows, columns):
     (a sequential read of both) finds whether W_hh changed since they were packed; only then
     are they packed again. Returns whether it packed.
     """
-    n = u1 - u0
-    gates = rows.shape[0] // n
-    same = True
-    for g in range(gates):
-        for r in range(n):
-            src, dst = w_hh[g * H + u0 + r], rows[g * n + r]
-            differs = False
-            for j in range(src.size):           # no early exit: the row's test vectorises
-                differs |= src[j] != dst[j]
-            if differs:
-                same = False
-                break
-        if not same:
-            break
-    if same:
+    if _same_rows(w_hh, H, u0, u1, rows):
         return False
-    for g in range(gates):
+    n = u1 - u0
+    for g in range(rows.shape[0] // n):
         rows[g * n:(g + 1) * n] = w_hh[g * H + u0:g * H + u1]
         for k in range(columns.shape[0]):
             col = columns[k, g * n:(g + 1) * n]

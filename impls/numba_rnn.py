@@ -23,11 +23,11 @@ Threads: a large enough problem runs on a team of threads, as many as numba's th
 for the calling thread (`numba.get_num_threads()`, which `numba.set_num_threads` lowers at
 run time; NUMBA_NUM_THREADS, the cores by default, until then), each owning a block of hidden
 units (see `impls.numba_kernels`); the calling thread is one of them, the others come from a
-small pool, woken as the call begins (`_Pool`) and each bound to a CPU of its own while it
-runs (`run_members`). While a team runs, the BLAS that the kernels' `np.dot` calls (scipy's)
-is held to one thread, so team size x BLAS threads never exceeds numba's thread count, and no
-idle BLAS worker is left spinning against torch's own threads. Where that BLAS's thread count
-cannot be set, the team is one thread.
+small pool, each bound to a CPU of its own while it runs (`run_members`). While a team runs,
+the BLAS that the kernels' `np.dot` calls (scipy's) is held to one thread, so team size x
+BLAS threads never exceeds numba's thread count, and no idle BLAS worker is left spinning
+against torch's own threads. Where that BLAS's thread count cannot be set, the team is one
+thread.
 
 Memory: the backward overwrites the gate buffer with the gate gradients (that is what keeps
 training memory at what BPTT must store) and drops the buffers when it returns. Each weight
@@ -51,7 +51,6 @@ import numpy as np
 import torch
 from numba.np.ufunc import parallel as numba_parallel
 from torch.autograd.function import once_differentiable
-from torch.nn.utils.rnn import PackedSequence
 from torch.utils.weak import WeakIdKeyDictionary
 
 from impls import numba_kernels as kernels
@@ -259,23 +258,12 @@ def team_size(cell: str, batch: int, hidden_size: int, proj_size: int = 0) -> in
 
 
 class _Pool:
-    """Worker threads for the members besides the caller (rebuilt after a fork).
-
-    A thread woken from sleep takes up to 0.5 ms to run on a virtual machine (measured after
-    5 ms idle), which the members of a batch-1 call would spend waiting at their first
-    barrier. So a call wakes them first (`wake`), before it prepares its buffers: each
-    spins (`kernels.spin_while`, at most SPIN_CYCLES) until members are posted (`release`),
-    and then runs its member at once.
-    """
-
-    #: How long a woken worker spins for its member: 2 ms at 3 GHz.
-    SPIN_CYCLES = 6_000_000
+    """Worker threads for the members besides the caller (rebuilt after a fork)."""
 
     def __init__(self):
         self._executor = None
         self._workers = 0
         self._lock = threading.Lock()
-        self._posted = np.zeros(1, dtype=np.int64)
         os.register_at_fork(after_in_child=self._forget)
 
     def _forget(self):
@@ -291,19 +279,6 @@ class _Pool:
                     workers, thread_name_prefix="numba-rnn")
                 self._workers = workers
             return self._executor
-
-    def wake(self, workers: int) -> list[concurrent.futures.Future]:
-        """Start `workers` threads spinning for the members of a call about to be made (each
-        future: whether members came before the spin ran out)."""
-        if workers < 1:
-            return []
-        executor, seen = self.get(workers), int(self._posted[0])
-        return [executor.submit(kernels.spin_while, self._posted, seen, self.SPIN_CYCLES)
-                for _ in range(workers)]
-
-    def release(self) -> None:
-        """End the spinning of woken threads: members are posted, or none will be."""
-        self._posted[0] += 1
 
 
 _POOL = _Pool()
@@ -356,11 +331,9 @@ def run_members(members, sync: np.ndarray) -> None:
 
     with _BLAS:
         if len(members) == 1:
-            _POOL.release()
             members[0]()
             return
         cpus = _cpus_for(len(members)) or [None] * len(members)
-        _POOL.release()
         others = [_POOL.get(len(members) - 1).submit(guarded, cpu, m)
                   for cpu, m in zip(cpus[1:], members[1:])]
         try:
@@ -446,7 +419,7 @@ class Team:
         # Block edges on multiples of 8 units, so that the vector loops start aligned.
         edges = [min(H, round(H * k / size / 8) * 8) for k in range(size)] + [H]
         self.bounds = list(zip(edges[:-1], edges[1:]))
-        self._w_hh, self._hidden_size = w_hh, H
+        self._w_hh = w_hh
         self._partials_shape = (size, 2, batch, H_out)
 
     @property
@@ -468,7 +441,7 @@ class Team:
             def member(k):
                 u0, u1 = self.bounds[k]
                 rows, columns = packed[k]
-                kernels.refresh_packed(w, self._hidden_size, u0, u1, rows, columns)
+                kernels.refresh_packed(w, self.bounds[-1][1], u0, u1, rows, columns)
                 arrays = [np.empty(shape, w.dtype) for shape in scratch(u1 - u0)]
                 call(rows if backward else columns, *arrays, u0, u1, sync, self.size,
                      *((k, partials) if backward else ()))
@@ -697,19 +670,6 @@ class NumbaLayer(RecurrentLayer):
     """LSTM / GRU / RNN on the numba kernels (CPU, float32 or float64), nn's drop-in."""
 
     impl_name = "numba"
-
-    def forward(self, input, hx=None):
-        """nn's forward, the team's other threads woken first (see `_Pool`)."""
-        batch = 1                           # what nn's own checks refuse is left to them
-        if isinstance(input, PackedSequence) and input.batch_sizes.numel():
-            batch = int(input.batch_sizes[0])
-        elif isinstance(input, torch.Tensor) and input.dim() == 3:
-            batch = input.shape[0 if self.batch_first else 1]
-        _POOL.wake(team_size(self.cell, batch, self.hidden_size, self.proj_size) - 1)
-        try:
-            return super().forward(input, hx)
-        finally:
-            _POOL.release()
 
     def run_direction(self, x, batch_sizes, h0, c0, w):
         steps = Steps(batch_sizes)

@@ -265,11 +265,11 @@ def test_batch_1_steps_are_set_against_the_streaming_limit_and_judged():
     assert speed["bound"] == "<= 0.5x" and speed["measured"] == pytest.approx(2.0, rel=0.05)
     assert speed["met"] is False
     # 0.5x torch is a step of 0.5 torch-steps; the limit is numba's step / 1.5 = 1.33 of them.
-    assert targets.UNREACHABLE in speed["detail"]
+    assert speed["unreachable"] and targets.UNREACHABLE in speed["detail"]
     training = judged["GRU forward+backward, B=1, I=H=256, 2 thread(s)"]
     assert training["bound"] == "<= 0.6x" and training["met"] is False
     # 0.6x torch is 0.6 torch-steps; the limit (two reads) numba's step / 4 = 0.5 of them.
-    assert targets.UNREACHABLE not in training["detail"]
+    assert not training["unreachable"] and targets.UNREACHABLE not in training["detail"]
     table = "\n".join(targets.markdown(records))
     assert "2 ask(s) for a batch-1 step faster than the streaming limit" in table
     without = [dict(r, stream_limit={"status": "failed", "message": "x"}) for r in records]

@@ -88,6 +88,15 @@ def _layers(cell, I, H, **options):
                  for name in ("reference", "numba"))
 
 
+def _loaded_layers(cell, I, H, seed):
+    """(reference, numba) as `_layers`, both holding the same `_weights`."""
+    layers = _layers(cell, I, H)
+    weights = _weights(cell, I, H, seed)
+    for module in layers:
+        module.load_state_dict(weights)
+    return layers
+
+
 def _weights(cell, I, H, seed, **options):
     """float64 weights by nn's names, drawn in nn's init range."""
     gen = torch.Generator().manual_seed(seed)
@@ -697,10 +706,7 @@ def test_calls_from_two_threads_on_the_same_weights_agree(monkeypatch):
     """A second call while one runs packs into its own arrays instead of sharing them."""
     _force_team(monkeypatch, 1)
     cell, I, H = "lstm", 4, 24
-    ref, layer = _layers(cell, I, H)
-    weights = _weights(cell, I, H, seed=3)
-    for module in (ref, layer):
-        module.load_state_dict(weights)
+    ref, layer = _loaded_layers(cell, I, H, seed=3)
     inputs = [_inputs(cell, I, H, seed=s, T=40, B=2) for s in range(8)]
     with torch.no_grad():
         expected = [_forward(ref, cell, x, state) for x, state in inputs]
@@ -718,10 +724,7 @@ def test_a_late_member_finds_the_projection_done(monkeypatch):
         pytest.skip("the BLAS behind numba's np.dot has no thread control: one thread only")
     _force_team(monkeypatch, 2)
     cell, I, H = "gru", 5, 32
-    ref, layer = _layers(cell, I, H)
-    weights = _weights(cell, I, H, seed=4)
-    for module in (ref, layer):
-        module.load_state_dict(weights)
+    ref, layer = _loaded_layers(cell, I, H, seed=4)
     x, state = _inputs(cell, I, H, seed=5, T=30, B=1)
     kernel, late = numba_kernels.gru_inference, []
 
@@ -760,18 +763,6 @@ def test_a_member_is_bound_while_it_runs_and_released_after():
     seen = []
     numba_rnn._bound_to(cpu, lambda: seen.append(os.sched_getaffinity(0)))
     assert seen == [{cpu}] and os.sched_getaffinity(0) == before
-
-
-def test_woken_threads_spin_until_released_and_give_up_alone(monkeypatch):
-    assert not numba_kernels.spin_while(np.zeros(1, dtype=np.int64), 0, 10_000)  # times out
-    assert numba_kernels.spin_while(np.ones(1, dtype=np.int64), 0, 10_000)      # not equal
-    monkeypatch.setattr(numba_rnn._POOL, "SPIN_CYCLES", 10 ** 11)  # far longer than the test
-    spinning = numba_rnn._POOL.wake(2)
-    assert len(spinning) == 2
-    time.sleep(0.05)
-    assert not any(f.done() for f in spinning)
-    numba_rnn._POOL.release()
-    assert all(f.result(timeout=5) for f in spinning)         # released, not timed out
 
 
 def test_a_team_runs_unbound_where_binding_is_refused(monkeypatch):

@@ -152,6 +152,17 @@ def save_figure(fig, path: Path) -> Path:
         plt.close(fig)
 
 
+def plain_log_labels(ax) -> None:
+    """Ratios near 1 on a log axis: label its ticks 0.6, 0.8, 1, not 6x10^-1 (the minor
+    ones only where the axis spans little more than a decade, or they would overlap)."""
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    low, high = ax.get_ylim()
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if high / low < 20
+                                 else NullFormatter())
+
+
 def listed(settings: dict) -> dict:
     """`settings` with every tuple a list, nested dicts included: JSON's form of it."""
     return {k: (list(v) if isinstance(v, tuple) else listed(v) if isinstance(v, dict) else v)

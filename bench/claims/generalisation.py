@@ -26,6 +26,7 @@ from bench.claims.experiment import (
     Claim,
     Verdict,
     listed,
+    plain_log_labels,
     save_figure,
     table,
 )
@@ -249,17 +250,6 @@ def summarize_d3(m: dict) -> str:
     ])
 
 
-def _plain_log_labels(ax) -> None:
-    """Ratios near 1 on a log axis: label its ticks 0.6, 0.8, 1, not 6x10^-1 (the minor
-    ones only where the axis spans little more than a decade, or they would overlap)."""
-    from matplotlib.ticker import FormatStrFormatter, NullFormatter
-
-    low, high = ax.get_ylim()
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if high / low < 20
-                                 else NullFormatter())
-
-
 def plot_d3(m: dict, directory: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
@@ -295,7 +285,7 @@ def plot_d3(m: dict, directory: Path) -> list[Path]:
     bx.axhline(1.0, color="grey", lw=0.8)
     bx.set(xscale="log", yscale="log", xlabel="training sequences N",
            ylabel="test MSE ratio (95% CI)", title="GRU relative to the LSTMs (< 1: GRU better)")
-    _plain_log_labels(bx)
+    plain_log_labels(bx)
     bx.legend(fontsize=7)
     path = directory / "D3_data_size.png"
     fig.tight_layout()

@@ -31,6 +31,7 @@ from bench.claims.experiment import (
     Anchor,
     Claim,
     Verdict,
+    plain_log_labels,
     save_figure,
     table,
 )
@@ -476,17 +477,6 @@ def _strip(ax, groups: dict[str, list[dict]], order: list[str], value, hollow=No
     ax.set_xticks(range(len(order)), order, fontsize=8)
 
 
-def _plain_log_labels(ax) -> None:
-    """Ratios near 1 on a log axis: label its ticks 0.6, 0.8, 1, not 6x10^-1 (the minor
-    ones only where the axis spans little more than a decade, or they would overlap)."""
-    from matplotlib.ticker import FormatStrFormatter, NullFormatter
-
-    low, high = ax.get_ylim()
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if high / low < 20
-                                 else NullFormatter())
-
-
 def _case_legend(fig, ax, m: dict) -> None:
     """One legend under the panels, naming each kind of case with its sizes."""
     handles, labels = ax.get_legend_handles_labels()
@@ -510,7 +500,7 @@ def plot_b1(m: dict, directory: Path) -> list[Path]:
         ax.axhline(FLOP_RATIO, color="black", ls="--", lw=0.8, label="FLOP ratio 3/4")
         ax.axhline(MUCH_FASTER, color="red", ls=":", lw=1.0, label="'much faster' 2/3")
         ax.set(yscale="log", title=mode)
-        _plain_log_labels(ax)
+        plain_log_labels(ax)
     axes[0].set_ylabel("time per step, GRU / LSTM (95% CI)")
     _case_legend(fig, axes[0], m)
     fig.suptitle("GRU/LSTM time per step, every case of the grid per implementation")
@@ -543,7 +533,7 @@ def _plot_time_to_solve(m: dict, points: list[dict], path: Path) -> Path:
     ax.set_xticks(range(len(points)), [_point_name(p) for p in points], fontsize=8)
     ax.set(yscale="log", ylabel="GRU / LSTM (95% CI)",
            title="Steps and time to solve, GRU relative to LSTM (equal H)")
-    _plain_log_labels(ax)
+    plain_log_labels(ax)
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
@@ -673,7 +663,7 @@ def plot_b2(m: dict, directory: Path) -> list[Path]:
         ax.axhline(1 / FLOP_RATIO, color="grey", ls=":", lw=1.0,
                    label="equal time (GRU/LSTM = 1)")
         ax.set(yscale="log", title=mode)
-        _plain_log_labels(ax)
+        plain_log_labels(ax)
     axes[0].set_ylabel("(time GRU / LSTM) / (FLOPs GRU / LSTM), 95% CI")
     _case_legend(fig, axes[0], m)
     fig.suptitle("Time per FLOP, GRU relative to LSTM (hollow: different kernels for the "

@@ -95,7 +95,7 @@ def measure(nbytes: int, threads: int, dtype: str = "float32", rounds: int = ROU
         raise ValueError(f"need at least one thread and 4 elements per thread, got "
                          f"{threads} thread(s) for {nbytes} bytes")
     per_thread = nbytes // threads // ITEMSIZE[dtype]
-    rows = 64 if per_thread >= 64 * 64 else 4
+    rows = 64 if per_thread >= 64 * 64 else 4     # 16 blocks to alternate, or one if small
     gen = np.random.default_rng(0)
     shares = [gen.random((rows, per_thread // rows)).astype(dtype) for _ in range(threads)]
     share_bytes = shares[0].nbytes
